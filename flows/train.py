@@ -1,0 +1,38 @@
+"""The `train-text-classifier` flow: analyze -> clean -> split -> encode -> train -> evaluate -> package."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks.data import analyze_task, clean_task, split_task
+from tasks.encode import encode_task
+from tasks.evaluate import evaluate_task
+from tasks.package import package_task
+from tasks.summary import summary_task
+from tasks.train import train_task
+from tasks.tracking import finish_tracking, start_tracking
+from textcls_core.config import Config
+
+
+@flow(name="train-text-classifier", validate_parameters=True)
+def train_text_classifier(config: Config = Config(), summary_path: str | None = None) -> dict[str, Any]:
+    """Train, evaluate and register a Chinese text classifier; returns the run summary."""
+    tracking = start_tracking(config)
+    try:
+        analysis = analyze_task(config.data, config.run.seed, tracking)
+        cleaning = clean_task(analysis["raw_path"], config.clean, tracking)
+        split = split_task(cleaning["clean_path"], config.split, config.run.seed, tracking)
+        encoded = encode_task(split["paths"], config.tokenize, tracking)
+        trained = train_task(encoded, config.model, config.train, config.tokenize, config.clean, config.run.seed, tracking)
+        evaluation = evaluate_task(trained["model_dir"], split["paths"]["test"], config.evaluate, tracking)
+        tags = {"dataset_sha256": split["dataset_sha256"], "mlflow_run_id": tracking["run_id"],
+                "prefect_flow_run_id": tracking.get("prefect_flow_run_id", "")}
+        package = package_task(trained["model_dir"], evaluation["metrics"], config.registry, tracking, tags)
+        summary = summary_task(tracking, analysis, cleaning, split, trained, evaluation, package, summary_path)
+    except BaseException:
+        finish_tracking(tracking, "FAILED")
+        raise
+    finish_tracking(tracking, "FINISHED")
+    return summary

@@ -1,0 +1,61 @@
+"""Run summary: one JSON with what a user needs next, written to disk, MLflow and a Prefect artifact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from tasks.tracking import client_for
+
+
+def summary_markdown(s: dict[str, Any]) -> str:
+    m = s["metrics"]
+    lines = [
+        f"## textcls run `{s['mlflow_run_id']}`",
+        f"- test accuracy **{m['test_accuracy']:.4f}**, macro-F1 **{m['test_macro_f1']:.4f}** on {s['rows']['test']} texts",
+        f"- rows: {s['rows']['read']} read, {s['rows']['kept']} kept, {s['rows']['dropped']} dropped {s['dropped_by_reason']}",
+        f"- registered `{s['model_name']}` version {s['model_version']} as **@{s['model_alias']}** ({s['alias_reason']})",
+        f"- files: `{s['run_dir']}`; badcases: `{s['reports']['badcases']}`",
+        f"- MLflow UI: `{s['mlflow_ui_command']}`",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@task(name="write-summary", cache_policy=NO_CACHE)
+def summary_task(tracking: dict[str, Any], analysis: dict[str, Any], cleaning: dict[str, Any], split: dict[str, Any],
+                 trained: dict[str, Any], evaluation: dict[str, Any], package: dict[str, Any],
+                 summary_path: str | None = None) -> dict[str, Any]:
+    uri = tracking["tracking_uri"]
+    run_dir = Path(tracking["run_dir"])
+    ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"open {uri}"
+    summary = {
+        "mlflow_tracking_uri": uri, "mlflow_run_id": tracking["run_id"], "mlflow_experiment_id": tracking["experiment_id"],
+        "prefect_flow_run_id": str(flow_run.id) if flow_run.id else None,
+        "metrics": evaluation["metrics"], "per_class": evaluation["per_class"],
+        "best_epoch": trained["best_epoch"], "best_val_accuracy": trained["best_val_accuracy"], "device": trained["device"],
+        "rows": {"read": analysis["stats"]["rows_read"], "used": cleaning["rows_in"], "kept": cleaning["rows_kept"],
+                 "dropped": cleaning["rows_dropped"], **split["rows"]},
+        "dropped_by_reason": cleaning["dropped_by_reason"], "dataset_sha256": split["dataset_sha256"],
+        "model_name": package["model_name"], "model_version": package["version"], "model_alias": package["alias"],
+        "alias_reason": package["reason"], "model_uri": package["model_uri"],
+        "run_dir": str(run_dir),
+        "reports": {"analysis": str(run_dir / "reports" / "analysis.md"), "dropped_rows": cleaning["dropped_path"],
+                    "metrics": str(Path(evaluation["dir"]) / "metrics.json"), "badcases": evaluation["badcases_path"],
+                    "confusion_matrix": str(Path(evaluation["dir"]) / "confusion_matrix.png")},
+        "mlflow_ui_command": ui,
+    }
+    text = json.dumps(summary, ensure_ascii=False, indent=2)
+    (run_dir / "summary.json").write_text(text, encoding="utf-8")
+    if summary_path:
+        Path(summary_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(summary_path).write_text(text, encoding="utf-8")
+    client_for(uri).log_artifact(tracking["run_id"], str(run_dir / "summary.json"))
+    if flow_run.id:
+        create_markdown_artifact(summary_markdown(summary), key="textcls-run-summary", description="textcls run summary")
+    return summary

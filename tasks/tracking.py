@@ -1,0 +1,119 @@
+"""MLflow run lifecycle and batched metric logging. The only place besides packaging that talks to MLflow."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from prefect import get_run_logger as _prefect_run_logger
+from prefect import task
+from prefect.exceptions import MissingContextError
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from textcls_core.config import Config
+
+
+def get_run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """Prefect's run logger inside a run; a plain logger when a task body is called through `.fn`."""
+    try:
+        return _prefect_run_logger()
+    except MissingContextError:
+        return logging.getLogger("textcls")
+
+
+def resolve_tracking_uri(uri: str) -> str:
+    """Empty means a SQLite file in the working directory, made absolute because workers change directory."""
+    return uri or f"sqlite:///{(Path.cwd() / 'mlflow.db').resolve()}"
+
+
+def client_for(tracking_uri: str) -> MlflowClient:
+    mlflow.set_tracking_uri(tracking_uri)
+    return MlflowClient(tracking_uri)
+
+
+def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        # artifacts beside the database, as an absolute URI: the default is relative to the current cwd
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+@task(name="start-tracking", cache_policy=NO_CACHE)
+def start_tracking(cfg: Config) -> dict[str, Any]:
+    """Create the MLflow run (tagged with the Prefect flow run id, and vice versa) and the run folder."""
+    uri = resolve_tracking_uri(cfg.tracking.uri)
+    client = client_for(uri)
+    exp_id = _experiment_id(client, cfg.tracking.experiment, uri)
+    prefect_id = str(flow_run.id) if flow_run.id else ""
+    run = client.create_run(exp_id, run_name=flow_run.name or None, tags={
+        "prefect.flow_run_id": prefect_id, "prefect.flow_run_name": flow_run.name or "", "textcls.data_path": cfg.data.path})
+    run_id = run.info.run_id
+    params = [Param(k, str(v)[:6000]) for k, v in cfg.flat().items()]
+    for i in range(0, len(params), 100):
+        client.log_batch(run_id, params=params[i : i + 100])
+    client.log_dict(run_id, cfg.model_dump(), "config/resolved_config.yaml")
+    run_dir = (Path(cfg.run.output_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{run_id[:8]}").resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    client.set_tag(run_id, "textcls.run_dir", str(run_dir))
+    if prefect_id:
+        _tag_flow_run(prefect_id, f"mlflow_run_id:{run_id}")
+    get_run_logger().info("MLflow run %s in experiment '%s' at %s; files in %s", run_id, cfg.tracking.experiment, uri, run_dir)
+    return {"run_id": run_id, "tracking_uri": uri, "experiment_id": exp_id, "run_dir": str(run_dir),
+            "prefect_flow_run_id": prefect_id}
+
+
+def _tag_flow_run(flow_run_id: str, tag: str) -> None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        current = client.read_flow_run(flow_run_id)
+        client.update_flow_run(flow_run_id, tags=sorted(set(current.tags) | {tag}))
+
+
+@task(name="finish-tracking", cache_policy=NO_CACHE)
+def finish_tracking(tracking: dict[str, Any], status: str = "FINISHED") -> None:
+    client_for(tracking["tracking_uri"]).set_terminated(tracking["run_id"], status)
+
+
+class MetricLogger:
+    """log_metrics(metrics, step) callback for core loops: buffers and sends MLflow batches."""
+
+    def __init__(self, tracking: dict[str, Any], flush_every: int = 200):
+        self.client = client_for(tracking["tracking_uri"])
+        self.run_id = tracking["run_id"]
+        self.flush_every = flush_every
+        self.buffer: list[Metric] = []
+
+    def __call__(self, metrics: dict[str, float], step: int) -> None:
+        ts = int(time.time() * 1000)
+        self.buffer += [Metric(k, float(v), ts, step) for k, v in metrics.items()]
+        if len(self.buffer) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        for i in range(0, len(self.buffer), 1000):
+            self.client.log_batch(self.run_id, metrics=self.buffer[i : i + 1000])
+        self.buffer = []
+
+
+def log_metrics_now(tracking: dict[str, Any], metrics: dict[str, float], step: int = 0) -> None:
+    logger = MetricLogger(tracking)
+    logger(metrics, step)
+    logger.flush()
+
+
+def log_artifacts(tracking: dict[str, Any], paths: list[str | Path], artifact_path: str) -> None:
+    client = client_for(tracking["tracking_uri"])
+    for p in paths:
+        client.log_artifact(tracking["run_id"], str(p), artifact_path)

