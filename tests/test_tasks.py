@@ -1,0 +1,95 @@
+"""Each task through `.fn` (no Prefect server): files written, MLflow state, registry aliases."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from tasks.data import analyze_task, clean_task, split_task
+from tasks.encode import encode_task
+from tasks.evaluate import evaluate_task
+from tasks.package import package_task
+from tasks.train import train_task
+from tasks.tracking import client_for, resolve_tracking_uri
+from tests.conftest import small_config
+from textcls_core.evaluate import BADCASE_COLUMNS
+
+
+def _start_run(cfg, tmp_path):
+    client = client_for(cfg.tracking.uri)
+    exp = client.create_experiment(f"t-{tmp_path.name}")
+    run = client.create_run(exp)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    return {"run_id": run.info.run_id, "tracking_uri": cfg.tracking.uri, "experiment_id": exp, "run_dir": str(run_dir)}
+
+
+@pytest.fixture
+def pipeline_outputs(tmp_path, tracking_uri):
+    cfg = small_config(tmp_path, tracking_uri)
+    tracking = _start_run(cfg, tmp_path)
+    analysis = analyze_task.fn(cfg.data, cfg.run.seed, tracking)
+    cleaning = clean_task.fn(analysis["raw_path"], cfg.clean, tracking)
+    split = split_task.fn(cleaning["clean_path"], cfg.split, cfg.run.seed, tracking)
+    encoded = encode_task.fn(split["paths"], cfg.tokenize, tracking)
+    trained = train_task.fn(encoded, cfg.model, cfg.train, cfg.tokenize, cfg.clean, cfg.run.seed, tracking)
+    evaluation = evaluate_task.fn(trained["model_dir"], split["paths"]["test"], cfg.evaluate, tracking)
+    return locals()
+
+
+def test_data_and_training_tasks(pipeline_outputs):
+    o = pipeline_outputs
+    tracking, analysis, cleaning, split = o["tracking"], o["analysis"], o["cleaning"], o["split"]
+    assert analysis["stats"]["rows"] == 1200 and analysis["stats"]["rows_read"] == 35124
+    assert json.loads(open(tracking["run_dir"] + "/reports/analysis.json").read())["classes"] == 2
+    # every row accounted for: kept + dropped == in, and the dropped file lists each with a reason
+    dropped = pd.read_csv(cleaning["dropped_path"])
+    assert cleaning["rows_kept"] + len(dropped) == 1200 and dropped["reason"].notna().all()
+    assert sum(split["rows"].values()) == cleaning["rows_kept"]
+    parts = {k: pd.read_parquet(v) for k, v in split["paths"].items()}
+    assert not set(parts["train"].text) & set(parts["test"].text)
+    assert o["encoded"]["labels"] == ["negative", "positive"] and o["encoded"]["vocab_size"] > 100
+    assert o["trained"]["epochs_run"] == 2 and 0.0 <= o["trained"]["best_val_accuracy"] <= 1.0
+    m = o["evaluation"]["metrics"]
+    assert 0.5 <= m["test_accuracy"] <= 1.0 and 0.0 < m["test_macro_f1"] <= 1.0
+    bad = pd.read_csv(o["evaluation"]["badcases_path"])
+    assert list(bad.columns) == BADCASE_COLUMNS
+    assert len(bad) == round((1 - m["test_accuracy"]) * split["rows"]["test"])
+    assert bad["confidence"].is_monotonic_decreasing
+    run = MlflowClient(tracking["tracking_uri"]).get_run(tracking["run_id"])
+    assert run.data.metrics["test_accuracy"] == pytest.approx(m["test_accuracy"])
+    assert run.data.metrics["split_test_rows"] == split["rows"]["test"]
+    assert "val_accuracy" in run.data.metrics and len(run.data.tags["textcls.dataset_sha256"]) == 64
+
+
+def test_package_sets_champion_then_challenger_then_champion(pipeline_outputs):
+    o = pipeline_outputs
+    cfg, tracking, model_dir = o["cfg"], o["tracking"], o["trained"]["model_dir"]
+    base = dict(o["evaluation"]["metrics"])
+    first = package_task.fn(model_dir, base, cfg.registry, tracking, {"dataset_sha256": "x"})
+    assert (first["version"], first["alias"]) == ("1", "champion")
+    worse = package_task.fn(model_dir, base | {"test_macro_f1": base["test_macro_f1"] - 0.1}, cfg.registry, tracking, {})
+    assert worse["alias"] == "challenger" and "<=" in worse["reason"]
+    better = package_task.fn(model_dir, base | {"test_macro_f1": base["test_macro_f1"] + 0.01}, cfg.registry, tracking, {})
+    assert better["alias"] == "champion" and better["previous_champion"] == "1"
+    client = MlflowClient(tracking["tracking_uri"])
+    assert str(client.get_model_version_by_alias("textcls-test", "champion").version) == "3"
+    assert str(client.get_model_version_by_alias("textcls-test", "challenger").version) == "2"
+    v2 = client.get_model_version("textcls-test", "2")
+    assert v2.description.startswith("challenger:") and float(v2.tags["test_macro_f1"]) < base["test_macro_f1"]
+    # the registered pyfunc predicts label + score per text, same as the in-process model
+    mlflow.set_tracking_uri(tracking["tracking_uri"])
+    model = mlflow.pyfunc.load_model("models:/textcls-test@champion")
+    out = model.predict(["这本书很好看", "质量太差了", ""])
+    assert len(out) == 3 and set(out["label"]) <= {"negative", "positive"}
+    assert ((out["score"] >= 0.5) & (out["score"] <= 1.0)).all()
+
+
+def test_default_tracking_uri_is_absolute_sqlite(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_tracking_uri("") == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert resolve_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
