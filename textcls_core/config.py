@@ -59,16 +59,20 @@ class TokenizeConfig(_Section):
 class ModelConfig(_Section):
     name: Literal["textcnn"] = Field("textcnn", description="Model family over jieba word ids.")
     embed_dim: int = Field(128, ge=8, description="Word embedding size.")
+    embed_init_std: float = Field(0.1, gt=0, description="Std of the normal init of word vectors (small: rare words start near 0).")
     num_filters: int = Field(128, ge=1, description="Convolution filters per kernel size.")
-    kernel_sizes: list[int] = Field([2, 3, 4], min_length=1, description="Convolution widths in words.")
+    kernel_sizes: list[int] = Field([1, 2, 3], min_length=1, description="Convolution widths in words.")
     dropout: float = Field(0.5, ge=0, lt=1, description="Dropout before the output layer.")
 
 
 class TrainConfig(_Section):
     epochs: int = Field(4, ge=1, description="Passes over the training split.")
     batch_size: int = Field(64, ge=1, description="Examples per optimisation step.")
-    lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    lr: float = Field(2e-3, gt=0, description="Adam learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps with a linear learning-rate warmup.")
+    lr_schedule: Literal["constant", "linear"] = Field("linear", description="After warmup: keep lr, or decay it linearly to 0.")
+    word_dropout: float = Field(0.0, ge=0, lt=1, description="Share of training tokens replaced by <unk> each step (regularises).")
     patience: int = Field(2, ge=0, description="Stop after this many epochs without val improvement (0 = never).")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto picks CUDA if present.")
     num_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = all cores.")

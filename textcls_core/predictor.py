@@ -27,7 +27,7 @@ FORMAT_VERSION = 1
 
 def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int) -> TextCNN:
     """The network named by model.name, freshly initialised."""
-    return TextCNN(vocab_size, num_classes, cfg.embed_dim, cfg.num_filters, cfg.kernel_sizes, cfg.dropout)
+    return TextCNN(vocab_size, num_classes, cfg.embed_dim, cfg.num_filters, cfg.kernel_sizes, cfg.dropout, cfg.embed_init_std)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from textcls_core.config import TrainConfig
 from textcls_core.errors import ConfigError, LabelRangeError
+from textcls_core.tokenize import PAD_ID, UNK_ID
 
 LogFn = Callable[[dict[str, float], int], None]
 
@@ -61,6 +62,26 @@ def check_labels(labels: Sequence[int], num_classes: int, where: str = "labels")
         )
 
 
+def drop_words(ids: torch.Tensor, p: float) -> torch.Tensor:
+    """Replace a random share p of the real tokens by <unk>: the model cannot lean on any single word."""
+    hit = (torch.rand(ids.shape, device=ids.device) < p) & (ids != PAD_ID)
+    return ids.masked_fill(hit, UNK_ID)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup over warmup_ratio of the steps, then constant or linear decay to 0."""
+    warmup = int(total_steps * cfg.warmup_ratio)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 @dataclass
 class TrainResult:
     best_state: dict[str, torch.Tensor]
@@ -93,6 +114,7 @@ def train_model(model: nn.Module, train_loader: DataLoader, val_loader: DataLoad
     check_labels(val_loader.dataset.labels, num_classes, "val labels")  # type: ignore[attr-defined]
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = make_scheduler(optimizer, cfg, total_steps=cfg.epochs * len(train_loader))
     best = TrainResult(best_state={}, best_epoch=-1, best_val_accuracy=-1.0)
     bad_epochs, step = 0, 0
     for epoch in range(1, cfg.epochs + 1):
@@ -102,11 +124,14 @@ def train_model(model: nn.Module, train_loader: DataLoader, val_loader: DataLoad
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False, unit="batch")
         for ids, labels in bar:
             ids, labels = ids.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            if cfg.word_dropout:
+                ids = drop_words(ids, cfg.word_dropout)
             logits = model(ids)
             loss = F.cross_entropy(logits, labels)  # mean over the batch: a scalar
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            scheduler.step()
             running += loss.detach() * labels.numel()
             seen += labels.numel()
             step += 1
