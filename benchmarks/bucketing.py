@@ -1,0 +1,62 @@
+"""One training epoch of the default TextCNN on the built-in corpus: random batches vs length-bucketed batches.
+
+Same data, same model, same batch size, in one process; prints seconds per epoch and the ratio.
+Run: .venv/bin/python benchmarks/bucketing.py [--epochs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from functools import partial
+
+import torch
+from torch.utils.data import DataLoader
+
+from textcls_core.batching import BucketBatchSampler, EncodedDataset, collate_batch
+from textcls_core.clean import clean_dataset
+from textcls_core.config import Config
+from textcls_core.data import read_dataset
+from textcls_core.predictor import build_model
+from textcls_core.split import split_dataset
+from textcls_core.tokenize import build_vocab, encode_tokens, segment_texts
+from textcls_core.train import set_seed, train_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=1)
+    args = parser.parse_args()
+    cfg = Config()
+    cfg.train.epochs, cfg.train.progress, cfg.train.patience = args.epochs, False, 0
+    kept, _ = clean_dataset(read_dataset(cfg.data.path), cfg.clean)
+    parts = split_dataset(kept, cfg.split.val_fraction, cfg.split.test_fraction, cfg.run.seed)
+    tokens = {k: segment_texts(v["text"]) for k, v in parts.items()}
+    itos = build_vocab(tokens["train"], cfg.tokenize.min_freq, cfg.tokenize.max_vocab)
+    stoi = {w: i for i, w in enumerate(itos)}
+    labels = sorted(parts["train"]["label"].unique())
+    data = {k: EncodedDataset(encode_tokens(tokens[k], stoi, cfg.tokenize.max_len), [labels.index(x) for x in parts[k]["label"]])
+            for k in ("train", "val")}
+    collate = partial(collate_batch, max_len=cfg.tokenize.max_len, min_len=max(cfg.model.kernel_sizes))
+    val = DataLoader(data["val"], batch_size=256, collate_fn=collate)
+    results = {}
+    for name in ("random", "bucketed"):
+        set_seed(cfg.run.seed)
+        g = torch.Generator().manual_seed(cfg.run.seed)
+        if name == "random":
+            loader = DataLoader(data["train"], batch_size=cfg.train.batch_size, shuffle=True, generator=g, collate_fn=collate)
+        else:
+            sampler = BucketBatchSampler([len(x) for x in data["train"].ids], cfg.train.batch_size, g)
+            loader = DataLoader(data["train"], batch_sampler=sampler, collate_fn=collate)
+        model = build_model(cfg.model, len(itos), len(labels))
+        t0 = time.perf_counter()
+        result = train_model(model, loader, val, cfg.train, torch.device("cpu"), len(labels))
+        results[name] = (time.perf_counter() - t0) / args.epochs, result.best_val_accuracy
+        print(f"{name:9s} {results[name][0]:7.1f} s/epoch   val accuracy {results[name][1]:.4f}", flush=True)
+    print(f"speed-up (random / bucketed): {results['random'][0] / results['bucketed'][0]:.2f}x")
+    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, python {platform.python_version()}")
+
+
+if __name__ == "__main__":
+    main()
