@@ -39,7 +39,7 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
     collate = partial(collate_batch, max_len=tok_cfg.max_len, min_len=max(model_cfg.kernel_sizes))
     pin = device.type == "cuda"
     train_set = _dataset(encoded["paths"]["train"])
-    # batches of similar lengths: on the built-in corpus an epoch takes about a third of the time of random batches
+    # batches of similar lengths: 2.3x faster epochs than random batches on the built-in corpus (benchmarks/bucketing.py)
     sampler = BucketBatchSampler([len(x) for x in train_set.ids], train_cfg.batch_size, torch.Generator().manual_seed(seed))
     train_loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, pin_memory=pin)
     val_loader = DataLoader(_dataset(encoded["paths"]["val"]), batch_size=max(train_cfg.batch_size, 256),

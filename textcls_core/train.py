@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -121,7 +122,9 @@ def train_model(model: nn.Module, train_loader: DataLoader, val_loader: DataLoad
         model.train()
         running = torch.zeros((), device=device)
         seen, t0 = 0, time.perf_counter()
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False, unit="batch")
+        # redraw often on a terminal, rarely when the output is a log file or a Prefect worker
+        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False, unit="batch",
+                   mininterval=0.2 if sys.stderr.isatty() else 30.0)
         for ids, labels in bar:
             ids, labels = ids.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             if cfg.word_dropout:
