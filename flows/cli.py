@@ -43,23 +43,54 @@ def print_summary(s: dict[str, Any]) -> None:
     print(f"load it         mlflow.pyfunc.load_model('{s['model_uri']}')")
     print(f"MLflow          {s['mlflow_tracking_uri']}  run {s['mlflow_run_id']}")
     print(f"open the UI     {s['mlflow_ui_command']}")
-    print(f"run files       {s['run_dir']}  (badcases: {s['reports']['badcases']})")
+    if "baseline_test_accuracy" in m:
+        print(f"baseline        TF-IDF + LR test accuracy {m['baseline_test_accuracy']:.4f}   macro-F1 {m['baseline_test_macro_f1']:.4f}")
+    if s.get("champion_compared"):
+        print(f"vs champion     v{s['champion_compared']}: macro-F1 delta {m['vs_champion_delta_macro_f1']:+.4f}, "
+              f"{m['vs_champion_newly_wrong']:.0f} newly wrong, {m['vs_champion_newly_right']:.0f} newly right")
+    print(f"run files       {s['run_dir']}")
+    print(f"report          {s['reports']['html']}")
+
+
+def _prepare_env(args: argparse.Namespace) -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import prefect  # noqa: F401  (configures Prefect's logging, which the filter below attaches to)
+
+    if not args.debug:
+        _quiet_prefect_user_errors()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)  # fails before any work on a bad key or value
     d = cfg.data
-    check_dataset_source(d.path, d.text_column, d.label_column, d.encoding)  # before a server or run starts
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    check_dataset_source(d.path, d.text_column, d.label_column, d.encoding, d.metadata_columns)  # before a server or run starts
+    _prepare_env(args)
     from flows.train import train_text_classifier
 
-    if not args.debug:
-        _quiet_prefect_user_errors()
     summary = train_text_classifier(config=cfg, summary_path=args.summary)
     print_summary(summary)
     if args.summary:
         print(f"summary JSON    {args.summary}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, [*args.set, f"data.path={args.data}"])
+    d = cfg.data
+    check_dataset_source(d.path, d.text_column, d.label_column, d.encoding, d.metadata_columns)
+    _prepare_env(args)
+    from flows.evaluate import evaluate_text_classifier
+
+    r = evaluate_text_classifier(model_uri=args.model, config=cfg)
+    m = r["metrics"]
+    print("\n== textcls evaluation finished ==")
+    print(f"model           {r['model_uri']} on {d.path}: {r['rows_scored']} rows scored, {r['rows_dropped']} dropped (empty text or label)")
+    print(f"accuracy        {m['test_accuracy']:.4f}   macro-F1 {m['test_macro_f1']:.4f}   badcases {m['test_badcases']:.0f}")
+    if r.get("relabel_queue_path"):
+        print(f"label errors    {m['suspected_label_errors']:.0f} suspected: {r['relabel_queue_path']}")
+    print(f"report          {r['report_path']}")
+    print(f"MLflow          {r['mlflow_tracking_uri']}  run {r['mlflow_run_id']}")
     return 0
 
 
@@ -74,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn, help_ in (("run", cmd_run, "run the training pipeline end to end"),
+                            ("evaluate", cmd_evaluate, "evaluate a registered model on a labelled file"),
                             ("check-config", cmd_check_config, "validate a config and print it resolved")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", default="conf/default.yaml" if Path("conf/default.yaml").is_file() else None,
@@ -82,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
         p.set_defaults(func=fn)
     sub.choices["run"].add_argument("--summary", metavar="PATH", help="also write the run summary JSON here")
+    sub.choices["evaluate"].add_argument("--model", required=True, metavar="URI", help="models:/<name>@<alias> or models:/<name>/<version>")
+    sub.choices["evaluate"].add_argument("--data", required=True, metavar="FILE", help="labelled CSV/TSV (columns from data.text_column / data.label_column)")
     return parser
 
 

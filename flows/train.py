@@ -26,7 +26,8 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
         split = split_task(cleaning["clean_path"], config.split, config.run.seed, tracking)
         encoded = encode_task(split["paths"], config.tokenize, tracking)
         trained = train_task(encoded, config.model, config.train, config.tokenize, config.clean, config.run.seed, tracking)
-        evaluation = evaluate_task(trained["model_dir"], split["paths"]["test"], config.evaluate, tracking)
+        evaluation = evaluate_task(trained["model_dir"], split["paths"], config.evaluate, config.registry.model_name,
+                                   config.run.seed, tracking)
         tags = {"dataset_sha256": split["dataset_sha256"], "mlflow_run_id": tracking["run_id"],
                 "prefect_flow_run_id": tracking.get("prefect_flow_run_id", "")}
         package = package_task(trained["model_dir"], evaluation["metrics"], config.registry, tracking, tags)

@@ -30,7 +30,7 @@ def _write_report(stats: dict[str, Any], out_dir: Path, stem: str, title: str) -
 def analyze_task(data_cfg: DataConfig, seed: int, tracking: dict[str, Any]) -> dict[str, Any]:
     """Read the source once (to raw.parquet), then report class balance, lengths, duplicates, conflicts."""
     run_dir = Path(tracking["run_dir"])
-    df = read_dataset(data_cfg.path, data_cfg.text_column, data_cfg.label_column, data_cfg.encoding)
+    df = read_dataset(data_cfg.path, data_cfg.text_column, data_cfg.label_column, data_cfg.encoding, data_cfg.metadata_columns)
     rows_read = len(df)
     df = sample_rows(df, data_cfg.max_rows, seed)
     raw_path = run_dir / "data" / "raw.parquet"

@@ -1,49 +1,125 @@
-"""Evaluation stage: the saved model on the test split, metrics, confusion matrix and badcases."""
+"""Evaluation stage: model, baseline and champion on the same test split; badcases; label errors; HTML report."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
-from tasks.tracking import get_run_logger, log_artifacts, log_metrics_now
-from textcls_core.config import EvaluateConfig
-from textcls_core.evaluate import compute_metrics, confusion_frame, find_badcases, save_confusion_png
+from tasks.registry import champion_classifier, load_registered_classifier
+from tasks.tracking import client_for, get_run_logger, log_metrics_now
+from textcls_core.baseline import baseline_proba, fit_baseline, out_of_fold_proba
+from textcls_core.clean import drop_unusable_rows
+from textcls_core.config import DataConfig, EvaluateConfig
+from textcls_core.data import read_dataset
+from textcls_core.errors import DataError
+from textcls_core.evaluation_report import build_evaluation, flat_metrics, measure_latency, write_evaluation
+from textcls_core.label_issues import find_suspect_labels
 from textcls_core.predictor import TextClassifier
+from textcls_core.tokenize import UNK_ID
+
+
+def _label_ids(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
+    ids = {name: i for i, name in enumerate(labels)}
+    return frame["label"].map(ids).to_numpy()
+
+
+def aligned_proba(clf: TextClassifier, texts: list[str], labels: list[str], batch_size: int) -> np.ndarray:
+    """Probabilities of `clf` re-ordered to `labels` (a class it does not know gets 0)."""
+    probs = clf.predict_proba(texts, batch_size)
+    out = np.zeros((len(texts), len(labels)))
+    for j, name in enumerate(clf.labels):
+        if name in labels:
+            out[:, labels.index(name)] = probs[:, j]
+    return out
+
+
+def assess_classifier(clf: TextClassifier, test: pd.DataFrame, eval_cfg: EvaluateConfig, train: pd.DataFrame | None,
+                      label_pool: pd.DataFrame | None, champion: TextClassifier | None, seed: int, log: Any):
+    """Score clf on one labelled frame; the baseline fits on `train`, the label-error search runs over `label_pool`."""
+    labels = clf.labels
+    y = _label_ids(test, labels)
+    texts = test["text"].tolist()
+    ids = clf.encode(texts)
+    probs = clf.predict_proba_ids(ids, eval_cfg.batch_size)  # eval() + inference_mode inside
+    oov = np.array([sum(i == UNK_ID for i in x) / len(x) if x else 0.0 for x in ids])
+    baseline_probs = relabel = None
+    if eval_cfg.baseline and train is not None:
+        baseline = fit_baseline(train["text"].tolist(), _label_ids(train, labels))
+        baseline_probs = baseline_proba(baseline, texts, len(labels))
+    if eval_cfg.label_error_folds and label_pool is not None:
+        pool_y = _label_ids(label_pool, labels)
+        oof = out_of_fold_proba(label_pool["text"].tolist(), pool_y, len(labels), eval_cfg.label_error_folds, seed)
+        relabel = find_suspect_labels(label_pool, pool_y, oof, labels)
+        log.info("evaluate: %d suspected label errors in %d rows", len(relabel), len(label_pool))
+    champion_probs = aligned_proba(champion, texts, labels, eval_cfg.batch_size) if champion is not None else None
+    latency = measure_latency(lambda t: clf.predict_proba(t, eval_cfg.batch_size), texts, eval_cfg.latency_samples)
+    return build_evaluation(test, y, probs, labels, oov, baseline_probs, champion_probs, relabel, latency)
+
+
+def publish_evaluation(ev, out_dir: Path, title: str, eval_cfg: EvaluateConfig, tracking: dict[str, Any]) -> dict[str, Any]:
+    """Write the files, log metrics and the folder to MLflow, and a markdown summary to Prefect."""
+    files = write_evaluation(ev, out_dir, title, eval_cfg.report_max_rows)
+    flat = flat_metrics(ev)
+    log_metrics_now(tracking, flat)
+    client_for(tracking["tracking_uri"]).log_artifacts(tracking["run_id"], str(out_dir), "evaluation")
+    if flow_run.id:
+        create_markdown_artifact(files["summary_md"].read_text(encoding="utf-8"), key="textcls-evaluation",
+                                 description=title)
+    return {"metrics": flat, "per_class": ev.metrics["per_class"], "dir": str(out_dir),
+            "badcases_path": str(files["badcases"]), "report_path": str(files["report_html"]),
+            "relabel_queue_path": str(files["relabel_queue"]) if "relabel_queue" in files else None,
+            "n_test": ev.metrics["n"]}
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_task(model_dir: str, test_path: str, eval_cfg: EvaluateConfig, tracking: dict[str, Any]) -> dict[str, Any]:
+def evaluate_task(model_dir: str, split_paths: dict[str, str], eval_cfg: EvaluateConfig, model_name: str,
+                  seed: int, tracking: dict[str, Any]) -> dict[str, Any]:
     """Evaluate the delivered artifact itself (same cleaning, segmentation and weights as the pyfunc)."""
+    log = get_run_logger()
+    clf = TextClassifier.load(model_dir)
+    test, train, val = (pd.read_parquet(split_paths[k]) for k in ("test", "train", "val"))
+    champ_version, champion = champion_classifier(model_name, tracking["tracking_uri"]) if eval_cfg.compare_champion else (None, None)
+    if champ_version:
+        log.info("evaluate: comparing with %s version %s (@champion) on the same test split", model_name, champ_version)
+    ev = assess_classifier(clf, test, eval_cfg, train, pd.concat([train, val], ignore_index=True), champion, seed, log)
+    ev.extra["champion_version"] = champ_version
+    out = publish_evaluation(ev, Path(tracking["run_dir"]) / "evaluation", "textcls evaluation (test split)", eval_cfg, tracking)
+    m = out["metrics"]
+    log.info("evaluate: accuracy %.4f, macro-F1 %.4f (baseline %s), %d badcases of %d", m["test_accuracy"], m["test_macro_f1"],
+             f"{m['baseline_test_accuracy']:.4f} accuracy" if "baseline_test_accuracy" in m else "off", len(ev.badcases), len(test))
+    return out | {"champion_version": champ_version}
+
+
+@task(name="evaluate-registered", cache_policy=NO_CACHE)
+def evaluate_registered_task(model_uri: str, data_cfg: DataConfig, eval_cfg: EvaluateConfig, seed: int,
+                             tracking: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate a registered model on any labelled file: metrics, badcases, label errors in that file, report."""
+    log = get_run_logger()
+    clf = load_registered_classifier(model_uri, tracking["tracking_uri"])
+    df = read_dataset(data_cfg.path, data_cfg.text_column, data_cfg.label_column, data_cfg.encoding, data_cfg.metadata_columns)
+    frame, dropped = drop_unusable_rows(df, clf.clean_cfg)
+    unknown = sorted(set(frame["label"]) - set(clf.labels))
+    if unknown:
+        raise DataError(f"Data file '{data_cfg.path}' has labels the model does not know: {unknown[:10]}; "
+                        f"model {model_uri} predicts {clf.labels}. Map the labels or evaluate a model trained on them.")
+    if frame.empty:
+        raise DataError(f"Data file '{data_cfg.path}' has no row with both a text and a label.")
     out_dir = Path(tracking["run_dir"]) / "evaluation"
     out_dir.mkdir(parents=True, exist_ok=True)
-    clf = TextClassifier.load(model_dir)
-    test = pd.read_parquet(test_path)
-    label_ids = {name: i for i, name in enumerate(clf.labels)}
-    y_true = test["label"].map(label_ids).to_numpy()
-    probs = clf.predict_proba(test["text"].tolist(), batch_size=eval_cfg.batch_size)  # inference_mode inside
-    metrics = compute_metrics(y_true, probs.argmax(axis=1), clf.labels)
-    cm = confusion_frame(metrics, clf.labels)
-    cm.to_csv(out_dir / "confusion_matrix.csv", encoding="utf-8")
-    save_confusion_png(cm, out_dir / "confusion_matrix.png")
-    badcases = find_badcases(test, probs, y_true, clf.labels)
-    badcases.to_csv(out_dir / "badcases.csv", index=False, encoding="utf-8")
-    predictions = test[["row_id", "text", "label"]].assign(pred_label=[clf.labels[i] for i in probs.argmax(axis=1)],
-                                                           confidence=probs.max(axis=1))
-    predictions.to_parquet(out_dir / "test_predictions.parquet", index=False)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8")
-    flat = {"test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"], "test_badcases": len(badcases)}
-    for i, name in enumerate(clf.labels):
-        for k in ("precision", "recall", "f1"):
-            flat[f"test_{k}_class_{i}"] = metrics["per_class"][name][k]
-    log_metrics_now(tracking, flat)
-    log_artifacts(tracking, [out_dir / f for f in ("metrics.json", "confusion_matrix.csv", "confusion_matrix.png", "badcases.csv")], "evaluation")
-    get_run_logger().info("evaluate: accuracy %.4f, macro-F1 %.4f, %d badcases of %d",
-                          metrics["accuracy"], metrics["macro_f1"], len(badcases), len(test))
-    return {"metrics": {k: v for k, v in flat.items()}, "per_class": metrics["per_class"], "dir": str(out_dir),
-            "badcases_path": str(out_dir / "badcases.csv"), "n_test": int(len(test)), "mean_confidence": float(np.mean(probs.max(axis=1)))}
+    dropped.to_csv(out_dir / "dropped.csv", index=False, encoding="utf-8")
+    client = client_for(tracking["tracking_uri"])
+    for key, value in {"textcls.model_uri": model_uri, "textcls.flow": "evaluate"}.items():
+        client.set_tag(tracking["run_id"], key, value)
+    ev = assess_classifier(clf, frame, eval_cfg, None, frame if eval_cfg.label_error_folds else None, None, seed, log)
+    out = publish_evaluation(ev, out_dir, f"textcls evaluation of {model_uri} on {Path(data_cfg.path).name}", eval_cfg, tracking)
+    log.info("evaluate: %s on %s: accuracy %.4f, macro-F1 %.4f, %d rows scored, %d dropped",
+             model_uri, data_cfg.path, out["metrics"]["test_accuracy"], out["metrics"]["test_macro_f1"], len(frame), len(dropped))
+    return out | {"model_uri": model_uri, "rows_read": len(df), "rows_scored": len(frame), "rows_dropped": len(dropped),
+                  "mlflow_run_id": tracking["run_id"], "mlflow_tracking_uri": tracking["tracking_uri"]}

@@ -15,10 +15,19 @@ from tests.conftest import small_config
 from textcls_core.evaluate import BADCASE_COLUMNS
 
 
-def test_flow_trains_registers_and_links_runs(tmp_path, tracking_uri, prefect_server):
-    cfg = small_config(tmp_path, tracking_uri)
-    summary = train_text_classifier(config=cfg, summary_path=str(tmp_path / "summary.json"))
-    assert json.loads((tmp_path / "summary.json").read_text(encoding="utf-8")) == summary
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, prefect_server):
+    """Two training runs into one MLflow store: the second is compared against the first's @champion."""
+    tmp = tmp_path_factory.mktemp("flow")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    first = train_text_classifier(config=small_config(tmp, uri), summary_path=str(tmp / "summary.json"))
+    second = train_text_classifier(config=small_config(tmp, uri, "run.seed=7"))
+    return tmp, uri, first, second
+
+
+def test_flow_trains_registers_and_links_runs(two_runs):
+    tmp, tracking_uri, summary, _ = two_runs
+    assert json.loads((tmp / "summary.json").read_text(encoding="utf-8")) == summary
     assert summary["model_version"] == "1" and summary["model_alias"] == "champion"
     assert 0.5 <= summary["metrics"]["test_accuracy"] <= 1.0
     assert summary["rows"]["used"] == summary["rows"]["kept"] + summary["rows"]["dropped"] == 1200
@@ -42,8 +51,49 @@ def test_flow_trains_registers_and_links_runs(tmp_path, tracking_uri, prefect_se
     assert f"mlflow_run_id:{summary['mlflow_run_id']}" in flow_run.tags
 
     mlflow.set_tracking_uri(tracking_uri)
-    preds = mlflow.pyfunc.load_model("models:/textcls-test@champion").predict(["这本书很好看", "质量太差了"])
+    preds = mlflow.pyfunc.load_model("models:/textcls-test/1").predict(["这本书很好看", "质量太差了"])
     assert len(preds) == 2 and {"label", "score", "prob_negative", "prob_positive"} <= set(preds.columns)
+
+
+def test_second_run_is_compared_with_the_champion(two_runs):
+    _, tracking_uri, first, second = two_runs
+    assert first["champion_compared"] is None and second["champion_compared"] == "1"
+    m = second["metrics"]
+    ev_dir = second["reports"]["metrics"].rsplit("/", 1)[0]
+    newly_wrong, newly_right = pd.read_csv(f"{ev_dir}/newly_wrong.csv"), pd.read_csv(f"{ev_dir}/newly_right.csv")
+    assert (len(newly_wrong), len(newly_right)) == (m["vs_champion_newly_wrong"], m["vs_champion_newly_right"])
+    # accuracy delta is exactly (newly right - newly wrong) / n on the shared test split
+    assert m["vs_champion_delta_accuracy"] == pytest.approx((len(newly_right) - len(newly_wrong)) / second["rows"]["test"])
+    expected = "champion" if m["test_macro_f1"] > first["metrics"]["test_macro_f1"] else "challenger"
+    assert second["model_alias"] == expected and second["model_version"] == "2"
+
+
+def test_evaluate_flow_scores_a_registered_model_on_a_file(two_runs, tmp_path, monkeypatch, capsys):
+    tmp, tracking_uri, first, _ = two_runs
+    test = pd.read_parquet(first["run_dir"] + "/data/test.parquet")
+    data = tmp_path / "eval.csv"
+    test[["text", "label"]].assign(source=["a", "b"] * (len(test) // 2) + ["a"] * (len(test) % 2)).to_csv(data, index=False)
+    monkeypatch.chdir(tmp_path)
+    code = main(["evaluate", "--model", "models:/textcls-test/1", "--data", str(data), "--set", f"tracking.uri={tracking_uri}",
+                 "--set", "data.metadata_columns=[source]", "--set", "evaluate.label_error_folds=3"])
+    assert code == 0
+    out = capsys.readouterr().out
+    # the same model on the same test texts gives the training run's test accuracy
+    assert f"accuracy        {first['metrics']['test_accuracy']:.4f}" in out
+    run = MlflowClient(tracking_uri).search_runs(
+        [MlflowClient(tracking_uri).get_experiment_by_name("textcls").experiment_id], "tags.`textcls.flow` = 'evaluate'")[0]
+    assert run.data.metrics["test_accuracy"] == pytest.approx(first["metrics"]["test_accuracy"])
+    slices = pd.read_csv(tmp_path / "runs" / next(p.name for p in (tmp_path / "runs").iterdir()) / "evaluation" / "slices.csv")
+    assert set(slices["slice"]) == {"length_bucket", "source"} and slices.loc[slices.slice == "source", "n"].sum() == len(test)
+
+
+def test_evaluate_unknown_model_is_a_clear_error(two_runs, tmp_path, monkeypatch, capsys):
+    _, tracking_uri, _, _ = two_runs
+    (tmp_path / "d.csv").write_text("text,label\n好,positive\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    code = main(["evaluate", "--model", "models:/nope@champion", "--data", "d.csv", "--set", f"tracking.uri={tracking_uri}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "models:/nope@champion" in err and "Traceback" not in err
 
 
 def test_flow_failure_marks_mlflow_run_failed(tmp_path, tracking_uri, prefect_server):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import mlflow
 import pandas as pd
@@ -37,7 +38,7 @@ def pipeline_outputs(tmp_path, tracking_uri):
     split = split_task.fn(cleaning["clean_path"], cfg.split, cfg.run.seed, tracking)
     encoded = encode_task.fn(split["paths"], cfg.tokenize, tracking)
     trained = train_task.fn(encoded, cfg.model, cfg.train, cfg.tokenize, cfg.clean, cfg.run.seed, tracking)
-    evaluation = evaluate_task.fn(trained["model_dir"], split["paths"]["test"], cfg.evaluate, tracking)
+    evaluation = evaluate_task.fn(trained["model_dir"], split["paths"], cfg.evaluate, cfg.registry.model_name, cfg.run.seed, tracking)
     return locals()
 
 
@@ -64,6 +65,17 @@ def test_data_and_training_tasks(pipeline_outputs):
     assert run.data.metrics["test_accuracy"] == pytest.approx(m["test_accuracy"])
     assert run.data.metrics["split_test_rows"] == split["rows"]["test"]
     assert "val_accuracy" in run.data.metrics and len(run.data.tags["textcls.dataset_sha256"]) == 64
+    # baseline beside the model, label-error queue over train+val, latency, a self-contained HTML report
+    assert 0.5 <= m["baseline_test_accuracy"] <= 1.0 and m["latency_batch_texts_per_s"] > 0
+    queue = pd.read_csv(o["evaluation"]["relabel_queue_path"])
+    assert len(queue) == m["suspected_label_errors"] and set(queue["row_id"]) <= set(parts["train"].row_id) | set(parts["val"].row_id)
+    html = open(o["evaluation"]["report_path"], encoding="utf-8").read()
+    assert "TF-IDF + LR baseline" in html and "data:image/png;base64," in html
+    # no external assets (review texts may contain URLs, as plain escaped text)
+    assert not re.search(r'(src|href)="?https?:|<link|@import|<script src', html)
+    assert o["evaluation"]["champion_version"] is None
+    assert {"evaluation/report.html", "evaluation/badcases.csv", "evaluation/relabel_queue.csv"} <= {
+        a.path for a in MlflowClient(tracking["tracking_uri"]).list_artifacts(tracking["run_id"], "evaluation")}
 
 
 def test_package_sets_champion_then_challenger_then_champion(pipeline_outputs):

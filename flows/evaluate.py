@@ -1,0 +1,24 @@
+"""The `evaluate-text-classifier` flow: score any registered model on any labelled file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks.evaluate import evaluate_registered_task
+from tasks.tracking import finish_tracking, start_tracking
+from textcls_core.config import Config
+
+
+@flow(name="evaluate-text-classifier", validate_parameters=True)
+def evaluate_text_classifier(model_uri: str, config: Config = Config()) -> dict[str, Any]:
+    """Metrics, badcases, suspected label errors and an HTML report for model_uri on config.data."""
+    tracking = start_tracking(config)
+    try:
+        result = evaluate_registered_task(model_uri, config.data, config.evaluate, config.run.seed, tracking)
+    except BaseException:
+        finish_tracking(tracking, "FAILED")
+        raise
+    finish_tracking(tracking, "FINISHED")
+    return result

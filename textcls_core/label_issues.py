@@ -1,0 +1,34 @@
+"""Suspected label errors via confident learning (cleanlab) on out-of-fold probabilities.
+
+cleanlab is the maintained reference implementation of confident learning (Northcutt et al.);
+re-implementing its per-class thresholds and pruning would be code of our own with no advantage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from cleanlab.filter import find_label_issues
+from cleanlab.rank import get_label_quality_scores
+
+RELABEL_COLUMNS = ["row_id", "text", "given_label", "suggested_label", "label_quality", "suggested_label_prob"]
+
+
+def find_suspect_labels(frame: pd.DataFrame, y: Sequence[int], oof_probs: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    """Relabel queue: rows whose given label is probably wrong, most suspicious (lowest quality) first."""
+    y = np.asarray(y)
+    issues = find_label_issues(labels=y, pred_probs=oof_probs, filter_by="prune_by_noise_rate")
+    quality = get_label_quality_scores(labels=y, pred_probs=oof_probs, method="self_confidence")
+    idx = np.flatnonzero(issues)
+    suggested = oof_probs[idx].argmax(axis=1)
+    out = pd.DataFrame({
+        "row_id": frame["row_id"].to_numpy()[idx],
+        "text": frame["text"].to_numpy()[idx],
+        "given_label": [labels[i] for i in y[idx]],
+        "suggested_label": [labels[i] for i in suggested],
+        "label_quality": quality[idx],
+        "suggested_label_prob": oof_probs[idx, suggested],
+    }, columns=RELABEL_COLUMNS)
+    return out.sort_values("label_quality", kind="stable").reset_index(drop=True)
