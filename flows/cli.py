@@ -94,6 +94,43 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.set)
+    _prepare_env(args)
+    from flows.predict import batch_predict
+
+    model = args.model or f"models:/{cfg.registry.model_name}@champion"
+    r = batch_predict(input_path=args.input, output_path=args.output, model_uri=model, text_column=args.text_column,
+                      tracking_uri=cfg.tracking.uri)
+    print(f"scored {r['rows']} rows with {r['model_uri']} -> {r['output']}  {r['label_counts']}")
+    return 0
+
+
+def _registry_target(args: argparse.Namespace) -> tuple[str, str]:
+    cfg = load_config(args.config, args.set)
+    from tasks.tracking import resolve_tracking_uri
+
+    return cfg.registry.model_name, resolve_tracking_uri(cfg.tracking.uri)
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    name, uri = _registry_target(args)
+    from tasks.registry import promote_version
+
+    previous = promote_version(name, args.version, args.reason, uri)
+    print(f"{name}: version {args.version} is now @champion (was {previous or 'none'}); `textcls rollback` undoes it")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    name, uri = _registry_target(args)
+    from tasks.registry import rollback_champion
+
+    old, new = rollback_champion(name, args.reason, uri)
+    print(f"{name}: @champion rolled back from version {old} to version {new}")
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     print(json.dumps(cfg.model_dump(), ensure_ascii=False, indent=2))
@@ -106,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn, help_ in (("run", cmd_run, "run the training pipeline end to end"),
                             ("evaluate", cmd_evaluate, "evaluate a registered model on a labelled file"),
+                            ("predict", cmd_predict, "score a file with a registered model (default @champion)"),
+                            ("promote", cmd_promote, "make a registered version the champion, by hand"),
+                            ("rollback", cmd_rollback, "give @champion back to the previous champion"),
                             ("check-config", cmd_check_config, "validate a config and print it resolved")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", default="conf/default.yaml" if Path("conf/default.yaml").is_file() else None,
@@ -115,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=fn)
     sub.choices["run"].add_argument("--summary", metavar="PATH", help="also write the run summary JSON here")
     sub.choices["evaluate"].add_argument("--model", required=True, metavar="URI", help="models:/<name>@<alias> or models:/<name>/<version>")
+    sub.choices["predict"].add_argument("--input", required=True, metavar="FILE", help=".csv, .tsv or .parquet")
+    sub.choices["predict"].add_argument("--output", required=True, metavar="FILE", help=".csv or .parquet")
+    sub.choices["predict"].add_argument("--model", metavar="URI", help="default models:/<registry.model_name>@champion")
+    sub.choices["predict"].add_argument("--text-column", default="text")
+    sub.choices["promote"].add_argument("--version", required=True)
+    sub.choices["promote"].add_argument("--reason", required=True, help="why, recorded on the version")
+    sub.choices["rollback"].add_argument("--reason", default="rollback", help="why, recorded on the versions")
     sub.choices["evaluate"].add_argument("--data", required=True, metavar="FILE", help="labelled CSV/TSV (columns from data.text_column / data.label_column)")
     return parser
 

@@ -43,7 +43,7 @@ def summary_task(tracking: dict[str, Any], analysis: dict[str, Any], cleaning: d
                  "dropped": cleaning["rows_dropped"], **split["rows"]},
         "dropped_by_reason": cleaning["dropped_by_reason"], "dataset_sha256": split["dataset_sha256"],
         "model_name": package["model_name"], "model_version": package["version"], "model_alias": package["alias"],
-        "alias_reason": package["reason"], "model_uri": package["model_uri"],
+        "alias_reason": package["reason"], "gate_failures": package.get("gate_failures", []), "model_uri": package["model_uri"],
         "run_dir": str(run_dir),
         "champion_compared": evaluation.get("champion_version"),
         "reports": {"analysis": str(run_dir / "reports" / "analysis.md"), "dropped_rows": cleaning["dropped_path"],

@@ -131,3 +131,25 @@ def test_cli_bad_column_fails_before_any_work(tmp_path, monkeypatch, capsys):
 def test_cli_check_config_prints_resolved(capsys):
     assert main(["check-config", "--set", "train.epochs=9"]) == 0
     assert json.loads(capsys.readouterr().out)["train"]["epochs"] == 9
+
+
+def test_cli_predict_promote_rollback(two_runs, tmp_path, monkeypatch, capsys):
+    _, tracking_uri, first, second = two_runs
+    monkeypatch.chdir(tmp_path)
+    pd.DataFrame({"id": [1, 2, 3], "review": ["这本书很好看", "质量太差了", ""]}).to_csv(tmp_path / "in.csv", index=False)
+    common = ["--set", f"tracking.uri={tracking_uri}", "--set", "registry.model_name=textcls-test"]
+    assert main(["predict", "--input", "in.csv", "--output", "out/pred.parquet", "--text-column", "review", *common]) == 0
+    out = pd.read_parquet(tmp_path / "out" / "pred.parquet")
+    assert out["id"].tolist() == ["1", "2", "3"] and {"pred_label", "pred_score", "pred_prob_negative"} <= set(out.columns)
+    assert main(["predict", "--input", "in.csv", "--output", "x.csv", "--text-column", "nope", *common]) == 2
+    assert "no column 'nope'" in capsys.readouterr().err
+
+    client = MlflowClient(tracking_uri)
+    before = str(client.get_model_version_by_alias("textcls-test", "champion").version)
+    other = "2" if before == "1" else "1"
+    assert main(["promote", "--version", other, "--reason", "test", *common]) == 0
+    assert str(client.get_model_version_by_alias("textcls-test", "champion").version) == other
+    assert main(["rollback", "--reason", "undo", *common]) == 0
+    assert str(client.get_model_version_by_alias("textcls-test", "champion").version) == before
+    assert main(["promote", "--version", "42", "--reason", "x", *common]) == 2
+    assert "has no version 42" in capsys.readouterr().err

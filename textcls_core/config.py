@@ -94,6 +94,11 @@ class RegistryConfig(_Section):
     metric: Literal["test_macro_f1", "test_accuracy"] = Field(
         "test_macro_f1", description="Metric the new version must beat to take the champion alias."
     )
+    min_metric: float = Field(0.0, ge=0, le=1, description="Gate: absolute floor for registry.metric.")
+    min_class_f1: float = Field(0.0, ge=0, le=1, description="Gate: every class's test F1 must reach this.")
+    min_improvement: float = Field(0.0, ge=0, le=1, description="Gate: margin over the champion's metric (0 = strictly better).")
+    regression_set: str = Field("", description="Gate: labelled CSV of past badcases (data.text_column/label_column); empty = none.")
+    regression_tolerance: float = Field(0.02, ge=0, le=1, description="Gate: allowed accuracy drop vs the champion on the regression set.")
 
 
 class TrackingConfig(_Section):

@@ -1,0 +1,39 @@
+"""Batch prediction: a file in, the same rows out with label, score and per-class probabilities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.registry import load_registered_classifier
+from tasks.tracking import get_run_logger
+from textcls_core.errors import DataError
+
+READERS = {".csv": pd.read_csv, ".tsv": lambda p, **k: pd.read_csv(p, sep="\t", **k), ".parquet": pd.read_parquet}
+
+
+@task(name="batch-predict", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
+def predict_task(model_uri: str, input_path: str, output_path: str, text_column: str, tracking_uri: str,
+                 batch_size: int = 256) -> dict[str, Any]:
+    src, dst = Path(input_path), Path(output_path)
+    if src.suffix.lower() not in READERS or dst.suffix.lower() not in {".csv", ".parquet"}:
+        raise DataError(f"Input must be .csv/.tsv/.parquet and output .csv/.parquet (got '{src.name}' -> '{dst.name}').")
+    if not src.is_file():
+        raise DataError(f"Input file '{src}' does not exist.")
+    kwargs = {} if src.suffix.lower() == ".parquet" else {"dtype": str, "keep_default_na": False, "encoding": "utf-8-sig"}
+    frame = READERS[src.suffix.lower()](src, **kwargs)
+    if text_column not in frame.columns:
+        raise DataError(f"Input file '{src}' has no column '{text_column}'; columns found: {', '.join(map(repr, frame.columns))}. "
+                        "Pass --text-column.")
+    clf = load_registered_classifier(model_uri, tracking_uri)
+    preds = clf.predict(frame[text_column].fillna("").astype(str).tolist(), batch_size)
+    out = pd.concat([frame.reset_index(drop=True), preds.add_prefix("pred_")], axis=1)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    out.to_parquet(dst, index=False) if dst.suffix.lower() == ".parquet" else out.to_csv(dst, index=False, encoding="utf-8")
+    counts = preds["label"].value_counts().to_dict()
+    get_run_logger().info("batch-predict: %d rows from %s scored with %s -> %s %s", len(out), src, model_uri, dst, counts)
+    return {"rows": len(out), "output": str(dst), "label_counts": {str(k): int(v) for k, v in counts.items()}, "model_uri": model_uri}
