@@ -77,3 +77,14 @@ def test_champion_comparison_newly_wrong_and_right():
     assert cmp["newly_right"]["row_id"].tolist() == [1, 3]
     assert cmp["newly_wrong"][["true_label", "candidate_label", "champion_label"]].values.tolist() == [["neg", "pos", "neg"], ["pos", "neg", "pos"]]
     assert cmp["delta"]["accuracy"] == pytest.approx(0.0)
+
+
+def test_slices_by_length_bucket_in_natural_order():
+    from textcls_core.evaluate import length_bucket, slice_metrics
+
+    frame = pd.DataFrame({"text": ["短"] * 3 + ["长" * 150] * 2})
+    y = np.array([0, 1, 0, 1, 1])
+    probs = onehotish(np.array([0, 1, 1, 1, 0]), 2)
+    s = slice_metrics(frame, y, probs, length_bucket(frame["text"].str.len()), "length_bucket")
+    assert s["value"].tolist() == ["0-19", "100-199"]
+    assert s["n"].tolist() == [3, 2] and s["accuracy"].tolist() == pytest.approx([2 / 3, 0.5])

@@ -6,6 +6,7 @@ champion are scored by the same code.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,8 @@ def slice_metrics(frame: pd.DataFrame, y_true: np.ndarray, probs: np.ndarray, by
     """Accuracy and macro-F1 for each value of `by` (a length bucket or a metadata column)."""
     y_pred = probs.argmax(axis=1)
     rows = []
-    for value in sorted(pd.Series(by).astype(str).unique()):
+    natural = lambda v: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", v)]  # noqa: E731  ("20-49" before "100-199")
+    for value in sorted(pd.Series(by).astype(str).unique(), key=natural):
         m = (pd.Series(by).astype(str) == value).to_numpy()
         rows.append({"slice": name, "value": value, "n": int(m.sum()), "accuracy": float((y_pred[m] == y_true[m]).mean()),
                      "macro_f1": float(f1_score(y_true[m], y_pred[m], average="macro", zero_division=0))})
