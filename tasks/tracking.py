@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -29,8 +30,9 @@ def get_run_logger() -> logging.Logger | logging.LoggerAdapter:
 
 
 def resolve_tracking_uri(uri: str) -> str:
-    """Empty means a SQLite file in the working directory, made absolute because workers change directory."""
-    return uri or f"sqlite:///{(Path.cwd() / 'mlflow.db').resolve()}"
+    """The configured URI; else $MLFLOW_TRACKING_URI (how a worker or container is pointed at a server);
+    else a SQLite file in the working directory, made absolute because workers change directory."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path.cwd() / 'mlflow.db').resolve()}"
 
 
 def client_for(tracking_uri: str) -> MlflowClient:

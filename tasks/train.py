@@ -25,7 +25,7 @@ def _dataset(path: str) -> EncodedDataset:
     return EncodedDataset([list(x) for x in enc["ids"]], enc["label_id"].astype(int).tolist())
 
 
-@task(name="train", cache_policy=NO_CACHE)
+@task(name="train", cache_policy=NO_CACHE, tags=["gpu"])  # `prefect concurrency-limit create gpu N` caps trainings
 def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: TrainConfig, tok_cfg: TokenizeConfig,
                clean_cfg: CleanConfig, seed: int, tracking: dict[str, Any]) -> dict[str, Any]:
     """Train, keep the best epoch on validation accuracy, and save model files to <run>/model."""
