@@ -153,3 +153,44 @@ def test_cli_predict_promote_rollback(two_runs, tmp_path, monkeypatch, capsys):
     assert str(client.get_model_version_by_alias("textcls-test", "champion").version) == before
     assert main(["promote", "--version", "42", "--reason", "x", *common]) == 2
     assert "has no version 42" in capsys.readouterr().err
+
+
+def test_mlflow_serve_answers_over_http(two_runs, tmp_path):
+    """`mlflow models serve --env-manager local` answers {"inputs": [...]} like the in-process model."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    _, tracking_uri, first, _ = two_runs
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = Path(sys.executable).parent
+    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", "models:/textcls-test/1", "--env-manager", "local",
+                             "--host", "127.0.0.1", "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    texts = ["这本书很好看", "质量太差了", ""]
+    try:
+        deadline, body = time.monotonic() + 90, None
+        while time.monotonic() < deadline and body is None:
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps({"inputs": texts}).encode(),
+                                             headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    body = json.loads(r.read())
+            except OSError:
+                time.sleep(1)
+        assert body is not None, (tmp_path / "serve.log").read_text()[-2000:]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    preds = body["predictions"]
+    mlflow.set_tracking_uri(tracking_uri)
+    local = mlflow.pyfunc.load_model("models:/textcls-test/1").predict(texts)
+    assert [p["label"] for p in preds] == local["label"].tolist()
+    assert [p["score"] for p in preds] == pytest.approx(local["score"].tolist(), abs=1e-6)
