@@ -13,12 +13,12 @@ DOCKER = ROOT / "docker"
 def test_dockerfile_copies_every_package_and_runs_textcls():
     text = (DOCKER / "Dockerfile").read_text()
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    copied = set(re.findall(r"^COPY (\S+) ", text, flags=re.M))
+    copied = {p for line in re.findall(r"^COPY (.+) \S+$", text, flags=re.M) for p in line.split()}
     assert set(packages) | {"conf", "pyproject.toml", "prefect.yaml"} <= copied
     assert re.search(r'^ENTRYPOINT \["textcls"\]', text, flags=re.M)
     assert re.search(r"^USER (?!root)\w+", text, flags=re.M)  # non-root
     # torch is installed pinned and before the project, so pip never resolves a CUDA build by accident
-    assert text.index('pip install "torch==${TORCH_VERSION}"') < text.index("pip install .")
+    assert text.index('pip install "torch==${TORCH_VERSION}"') < text.index("pip install -c constraints.txt .")
     assert "ARG TORCH_INDEX_URL" in text  # CPU or CUDA base by build argument
     assert "/app/conf/default.yaml" in text and (ROOT / "conf" / "default.yaml").is_file()
 
@@ -57,3 +57,16 @@ def test_no_secret_in_committed_files_and_every_variable_documented():
             if key in line and ":" in line:
                 assert "${" in line or "$$" in line, line
     assert "docker/.env" in (ROOT / ".gitignore").read_text()
+
+
+def test_image_dependencies_are_pinned():
+    pins = {}
+    for line in (DOCKER / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, ver = line.partition("==")
+            assert ver, f"unpinned: {line}"
+            pins[name.lower().replace("_", "-")] = ver
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for dep in deps:
+        name = re.split(r"[<>=!~\[ ]", dep, maxsplit=1)[0].lower()
+        assert name == "torch" or name in pins, f"{name} is not pinned in docker/constraints.txt"
