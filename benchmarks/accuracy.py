@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     args = parser.parse_args()
     cfg = Config()
-    kept, _ = clean_dataset(read_dataset(cfg.data.path), cfg.clean)
+    kept, _, _ = clean_dataset(read_dataset(cfg.data.path), cfg.clean)
     rows = []
     for seed in args.seeds:
         cnn, lr, secs = run_seed(seed, kept)

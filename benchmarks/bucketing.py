@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = Config()
     cfg.train.epochs, cfg.train.progress, cfg.train.patience = args.epochs, False, 0
-    kept, _ = clean_dataset(read_dataset(cfg.data.path), cfg.clean)
+    kept, _, _ = clean_dataset(read_dataset(cfg.data.path), cfg.clean)
     parts = split_dataset(kept, cfg.split.val_fraction, cfg.split.test_fraction, cfg.run.seed)
     tokens = {k: segment_texts(v["text"]) for k, v in parts.items()}
     itos = build_vocab(tokens["train"], cfg.tokenize.min_freq, cfg.tokenize.max_vocab)

@@ -64,7 +64,7 @@ def _prepare_env(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)  # fails before any work on a bad key or value
     d = cfg.data
-    check_dataset_source(d.path, d.text_column, d.label_column, d.encoding, d.metadata_columns)  # before a server or run starts
+    check_dataset_source(d.path, d.text_column, d.label_column, d.encoding, cfg.extra_columns())  # before a server or run starts
     _prepare_env(args)
     from flows.train import train_text_classifier
 

@@ -21,7 +21,7 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
     """Train, evaluate and register a Chinese text classifier; returns the run summary."""
     tracking = start_tracking(config)
     try:
-        analysis = analyze_task(config.data, config.run.seed, tracking)
+        analysis = analyze_task(config.data, config.extra_columns(), config.run.seed, tracking)
         cleaning = clean_task(analysis["raw_path"], config.clean, tracking)
         split = split_task(cleaning["clean_path"], config.split, config.run.seed, tracking)
         encoded = encode_task(split["paths"], config.tokenize, tracking)

@@ -21,7 +21,7 @@ def test_csv_columns_and_string_labels(tmp_path):
     assert df["text"].tolist() == ["很好", "很差", ""] and df["label"].tolist() == ["正面", "负面", "正面"]
 
 
-def test_tsv_and_bom(tmp_path):
+def test_tsv_and_bom_and_integer_labels(tmp_path):
     p = tmp_path / "d.tsv"
     p.write_bytes("\ufefftext\tlabel\n好\t1\n差\t0\n".encode("utf-8"))
     df = read_dataset(str(p))
@@ -33,7 +33,9 @@ def test_tsv_and_bom(tmp_path):
     (b"", "is empty"),
     (b"text,label\n", "header but no rows"),
     (b"review,label\nhi,1\n", "no column 'text'; columns found: 'review', 'label'"),
-    ("text,label\n好,1\n".encode("gbk"), "cannot be decoded as utf-8-sig .*byte offset"),
+    (b"text,label\n\xff\xfe\xfa,1\n", r"cannot be decoded \(byte offset 11: .*tried utf-8-sig, gb18030\)"),
+    (b"\n\n", "no header row"),
+    (b"text,label\n,\n,\n", "Every row .* has an empty label in column 'label'"),
 ])
 def test_bad_files_give_clear_errors(tmp_path, content, match):
     p = tmp_path / "d.csv"
@@ -43,10 +45,45 @@ def test_bad_files_give_clear_errors(tmp_path, content, match):
         read_dataset(str(p))
 
 
-def test_gbk_file_reads_with_encoding_set(tmp_path):
+def test_gbk_file_is_detected_and_an_explicit_wrong_encoding_fails(tmp_path):
     p = tmp_path / "d.csv"
-    p.write_bytes("text,label\n质量很好,1\n".encode("gb18030"))
-    assert read_dataset(str(p), encoding="gb18030")["text"].tolist() == ["质量很好"]
+    p.write_bytes("text,label\n质量很好,正面\n".encode("gbk"))
+    assert read_dataset(str(p))["text"].tolist() == ["质量很好"]
+    assert read_dataset(str(p), encoding="gb18030")["label"].tolist() == ["正面"]
+    with pytest.raises(DataError, match="tried utf-8\\)"):
+        read_dataset(str(p), encoding="utf-8")
+
+
+def test_formats_jsonl_parquet_excel(tmp_path):
+    rows = pd.DataFrame({"t": ["很好", "很差"], "y": [1, 0]})
+    rows.to_json(tmp_path / "d.jsonl", orient="records", lines=True, force_ascii=False)
+    rows.to_parquet(tmp_path / "d.parquet")
+    rows.to_excel(tmp_path / "d.xlsx", index=False)
+    for name in ("d.jsonl", "d.parquet", "d.xlsx"):
+        df = read_dataset(str(tmp_path / name), "t", "y")
+        assert df["text"].tolist() == ["很好", "很差"] and df["label"].tolist() == ["1", "0"], name
+    (tmp_path / "d.xml").write_text("<a/>")
+    with pytest.raises(DataError, match="unsupported extension '.xml'"):
+        read_dataset(str(tmp_path / "d.xml"))
+
+
+def test_float_and_mixed_labels_agree(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": "1"}\n{"text": "c", "label": 1.0}\n{"text": "d", "label": "0.0"}\n',
+                 encoding="utf-8")
+    assert read_dataset(str(p))["label"].tolist() == ["1", "1", "1", "0"]
+    q = tmp_path / "d.csv"
+    q.write_text("text,label\na,1.0\nb,2.5\n", encoding="utf-8")
+    assert read_dataset(str(q))["label"].tolist() == ["1", "2.5"]
+
+
+def test_nul_byte_crlf_quoted_multiline_and_huge_text(tmp_path):
+    p = tmp_path / "d.csv"
+    huge = "很" * 1_000_000
+    p.write_bytes(b'text,label\r\n"first line\r\nsecond, line",pos\r\n"nul\x00here",neg\r\n' + f"{huge},neg\r\n".encode())
+    df = read_dataset(str(p))
+    assert len(df) == 3 and df["label"].tolist() == ["pos", "neg", "neg"]
+    assert df["text"][0] == "first line\r\nsecond, line" and len(df["text"][2]) == 1_000_000
 
 
 def test_unknown_builtin():

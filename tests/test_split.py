@@ -47,3 +47,30 @@ def test_hash_is_content_based():
     changed = df.copy()
     changed.loc[0, "label"] = "B"
     assert hash_frame(changed) != hash_frame(df)
+
+
+def test_user_split_column_and_leakage_removal():
+    from textcls_core.split import remove_cross_split_duplicates
+
+    df = make(n_a=10, n_b=10)
+    df["meta_part"] = (["train"] * 6 + ["Valid"] * 2 + ["TEST"] * 2) * 2
+    df.loc[df.index[6], "text"] = df.loc[df.index[0], "text"]  # a val row repeating a train text
+    parts = split_dataset(df, 0.1, 0.1, seed=0, split_column="meta_part")
+    assert [len(parts[k]) for k in ("train", "val", "test")] == [12, 4, 4]
+    clean, removed = remove_cross_split_duplicates(parts)
+    assert len(clean["val"]) == 3 and removed["removed_from"].tolist() == ["val"]
+    df.loc[0, "meta_part"] = "holdout"
+    with pytest.raises(DataError, match=r"split.column 'part' has values \['holdout'\]"):
+        split_dataset(df, 0.1, 0.1, seed=0, split_column="meta_part")
+
+
+def test_group_column_keeps_groups_together():
+    df = make(n_a=60, n_b=60)
+    df["meta_user"] = [f"u{i // 4}" for i in range(len(df))]  # 4 rows per user, one label per user
+    parts = split_dataset(df, 0.2, 0.2, seed=3, group_column="meta_user")
+    owners = {}
+    for name, p in parts.items():
+        for u in p["meta_user"]:
+            owners.setdefault(u, set()).add(name)
+    assert all(len(v) == 1 for v in owners.values())
+    assert all(set(p["label"]) == {"A", "B"} for p in parts.values())

@@ -37,7 +37,7 @@ def _start_run(cfg, tmp_path):
 def pipeline_outputs(tmp_path, tracking_uri):
     cfg = small_config(tmp_path, tracking_uri)
     tracking = _start_run(cfg, tmp_path)
-    analysis = analyze_task.fn(cfg.data, cfg.run.seed, tracking)
+    analysis = analyze_task.fn(cfg.data, cfg.extra_columns(), cfg.run.seed, tracking)
     cleaning = clean_task.fn(analysis["raw_path"], cfg.clean, tracking)
     split = split_task.fn(cleaning["clean_path"], cfg.split, cfg.run.seed, tracking)
     encoded = encode_task.fn(split["paths"], cfg.tokenize, tracking)

