@@ -68,6 +68,10 @@ def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: dict[str, Any]) 
             log.info("clean rule %-28s changed %6d  dropped %6d", r["rule"], r["changed"], r["dropped"])
     log.info("clean: %d in = %d kept + %d dropped %s", len(df), len(kept), len(dropped), reasons)
     check_quality(len(df), kept, clean_cfg)  # after dropped.csv is written, so the user can see why
+    after = analyze_dataset(kept)  # the same report on what training will see
+    files = _write_report(after, run_dir / "reports", "analysis_after_cleaning", "Dataset analysis (after cleaning)")
+    log_artifacts(tracking, files, "reports")
+    log_metrics_now(tracking, {"data_recommended_max_len": after["recommended_max_len"]})
     return {"clean_path": str(kept_path), "dropped_path": str(dropped_path)} | counts
 
 

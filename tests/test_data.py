@@ -111,3 +111,11 @@ def test_analyze_counts(tiny_df):
     assert stats["char_length"]["max"] == max(len(t) for t in df.text)
     assert stats["token_length"]["p50"] > 0
     assert "conflicting labels: 2" in format_report(stats)
+
+
+def test_analysis_per_class_lengths_and_recommended_max_len(tiny_df):
+    stats = analyze_dataset(tiny_df)
+    assert set(stats["length_by_class"]) == {"positive", "negative"}
+    assert stats["length_by_class"]["positive"]["chars"]["max"] == max(len(t) for t in tiny_df.text[tiny_df.label == "positive"])
+    assert 1 <= stats["recommended_max_len"] <= stats["token_length"]["max"]
+    assert f"recommended tokenize.max_len (covers 95% of texts): {stats['recommended_max_len']}" in format_report(stats)

@@ -51,6 +51,10 @@ def test_data_and_training_tasks(pipeline_outputs):
     tracking, analysis, cleaning, split = o["tracking"], o["analysis"], o["cleaning"], o["split"]
     assert analysis["stats"]["rows"] == 1200 and analysis["stats"]["rows_read"] == 35124
     assert json.loads(open(tracking["run_dir"] + "/reports/analysis.json").read())["classes"] == 2
+    after = json.loads(open(tracking["run_dir"] + "/reports/analysis_after_cleaning.json").read())
+    assert after["rows"] == cleaning["rows_kept"] and after["duplicate_rows"] == 0 and after["conflicting_texts"] == 0
+    rules = json.loads(open(tracking["run_dir"] + "/reports/cleaning.json").read())["rules"]
+    assert sum(r["dropped"] for r in rules) == len(pd.read_csv(cleaning["dropped_path"]))
     # every row accounted for: kept + dropped == in, and the dropped file lists each with a reason
     dropped = pd.read_csv(cleaning["dropped_path"])
     assert cleaning["rows_kept"] + len(dropped) == 1200 and dropped["reason"].notna().all()

@@ -28,6 +28,11 @@ def analyze_dataset(df: pd.DataFrame, token_sample: int = 5000, seed: int = 0) -
     conflicting = labels_per_text[labels_per_text > 1]
     sample = nonempty.sample(n=min(token_sample, len(nonempty)), random_state=seed) if len(nonempty) else nonempty
     tok_lens = np.array([len(t) for t in segment_texts(sample["text"])])
+    sample_labels = sample["label"].to_numpy()
+    char_lens = nonempty["text"].str.len()
+    per_class = {str(label): {"chars": _percentiles(char_lens[nonempty["label"] == label].to_numpy()),
+                              "tokens": _percentiles(tok_lens[sample_labels == label])}
+                 for label in counts.index}
     return {
         "rows": int(len(df)),
         "classes": int(counts.size),
@@ -41,6 +46,9 @@ def analyze_dataset(df: pd.DataFrame, token_sample: int = 5000, seed: int = 0) -
         "conflicting_examples": [str(t)[:80] for t in conflicting.index[:5]],
         "char_length": _percentiles(nonempty["text"].str.len().to_numpy()),
         "token_length": _percentiles(tok_lens) | {"sampled_texts": int(len(sample))},
+        # tokenize.max_len that keeps 95% of texts whole (the rest are cut, never dropped)
+        "recommended_max_len": int(np.ceil(np.percentile(tok_lens, 95))) if len(tok_lens) else 0,
+        "length_by_class": per_class,
     }
 
 
@@ -56,6 +64,9 @@ def format_report(stats: dict[str, Any], title: str = "Dataset analysis") -> str
     for name in ("char_length", "token_length"):
         p = stats[name]
         lines.append(f"{name}: mean {p['mean']}  p50 {p['p50']:.0f}  p90 {p['p90']:.0f}  p95 {p['p95']:.0f}  p99 {p['p99']:.0f}  max {p['max']:.0f}")
+    lines.append(f"recommended tokenize.max_len (covers 95% of texts): {stats['recommended_max_len']}")
+    for label, p in stats["length_by_class"].items():
+        lines.append(f"  {label}: chars p50 {p['chars']['p50']:.0f} p95 {p['chars']['p95']:.0f}; tokens p50 {p['tokens']['p50']:.0f} p95 {p['tokens']['p95']:.0f}")
     if stats["conflicting_examples"]:
         lines.append("conflicting examples: " + " | ".join(stats["conflicting_examples"]))
     return "\n".join(lines) + "\n"
