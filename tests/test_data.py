@@ -100,7 +100,7 @@ def test_sample_rows_is_stratified_and_deterministic():
 
 
 def test_analyze_counts(tiny_df):
-    df = pd.concat([tiny_df, pd.DataFrame({"row_id": [90, 91, 92, 93], "text": ["  ", POS0 := tiny_df.text[0], tiny_df.text[0], "质量太差了，很失望"],
+    df = pd.concat([tiny_df, pd.DataFrame({"row_id": [90, 91, 92, 93], "text": ["  ", tiny_df.text[0], tiny_df.text[0], "质量太差了，很失望"],
                                             "label": ["positive", "positive", "negative", "positive"]})], ignore_index=True)
     stats = analyze_dataset(df)
     assert stats["rows"] == 28 and stats["classes"] == 2
