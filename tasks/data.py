@@ -8,22 +8,27 @@ from typing import Any
 
 import pandas as pd
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_metrics_now
-from textcls_core.analyze import analyze_dataset, format_report
+from textcls_core.analyze import analyze_dataset, format_report, save_analysis_html
 from textcls_core.clean import check_quality, clean_dataset
 from textcls_core.config import CleanConfig, DataConfig, SplitConfig
 from textcls_core.data import read_dataset, sample_rows
 from textcls_core.split import SPLITS, hash_frame, remove_cross_split_duplicates, split_dataset
 
 
-def _write_report(stats: dict[str, Any], out_dir: Path, stem: str, title: str) -> list[Path]:
+def _write_report(stats: dict[str, Any], df: pd.DataFrame, out_dir: Path, stem: str, title: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     js, md = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     js.write_text(json.dumps(stats, ensure_ascii=False, indent=2), encoding="utf-8")
     md.write_text(format_report(stats, title), encoding="utf-8")
-    return [js, md]
+    html = save_analysis_html(stats, df, out_dir / f"{stem}.html", title)
+    if flow_run.id:
+        create_markdown_artifact(f"```\n{md.read_text(encoding='utf-8')}```\n", key=stem.replace("_", "-"), description=title)
+    return [js, md, html]
 
 
 @task(name="analyze", cache_policy=NO_CACHE)
@@ -37,7 +42,7 @@ def analyze_task(data_cfg: DataConfig, extra_columns: list[str], seed: int, trac
     raw_path.parent.mkdir(parents=True, exist_ok=True)
     df.to_parquet(raw_path, index=False)
     stats = analyze_dataset(df, seed=seed) | {"rows_read": rows_read, "rows_sampled": len(df)}
-    files = _write_report(stats, run_dir / "reports", "analysis", "Dataset analysis (before cleaning)")
+    files = _write_report(stats, df, run_dir / "reports", "analysis", "Dataset analysis (before cleaning)")
     raw_hash = hash_frame(df)
     client_for(tracking["tracking_uri"]).set_tag(tracking["run_id"], "textcls.raw_data_sha256", raw_hash)
     log_metrics_now(tracking, {"data_rows_read": rows_read, "data_rows": len(df), "data_classes": stats["classes"],
@@ -69,7 +74,7 @@ def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: dict[str, Any]) 
     log.info("clean: %d in = %d kept + %d dropped %s", len(df), len(kept), len(dropped), reasons)
     check_quality(len(df), kept, clean_cfg)  # after dropped.csv is written, so the user can see why
     after = analyze_dataset(kept)  # the same report on what training will see
-    files = _write_report(after, run_dir / "reports", "analysis_after_cleaning", "Dataset analysis (after cleaning)")
+    files = _write_report(after, kept, run_dir / "reports", "analysis_after_cleaning", "Dataset analysis (after cleaning)")
     log_artifacts(tracking, files, "reports")
     log_metrics_now(tracking, {"data_recommended_max_len": after["recommended_max_len"]})
     return {"clean_path": str(kept_path), "dropped_path": str(dropped_path)} | counts

@@ -40,6 +40,10 @@ def encode_task(split_paths: dict[str, str], tok_cfg: TokenizeConfig, tracking: 
     (out_dir / "vocab.json").write_text(json.dumps(itos, ensure_ascii=False), encoding="utf-8")
     (out_dir / "labels.json").write_text(json.dumps(labels, ensure_ascii=False), encoding="utf-8")
     log_metrics_now(tracking, metrics)
+    vocab_report = Path(tracking["run_dir"]) / "reports" / "vocabulary.json"  # vocab size, OOV of val/test vs train
+    vocab_report.parent.mkdir(parents=True, exist_ok=True)
+    vocab_report.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     log_artifacts(tracking, [out_dir / "labels.json"], "encoded")
+    log_artifacts(tracking, [vocab_report], "reports")
     get_run_logger().info("encode: vocab %d, labels %s, oov val %.3f", len(itos), labels, metrics["val_oov_rate"])
     return {"paths": paths, "vocab_path": str(out_dir / "vocab.json"), "labels": labels} | metrics

@@ -119,3 +119,16 @@ def test_analysis_per_class_lengths_and_recommended_max_len(tiny_df):
     assert stats["length_by_class"]["positive"]["chars"]["max"] == max(len(t) for t in tiny_df.text[tiny_df.label == "positive"])
     assert 1 <= stats["recommended_max_len"] <= stats["token_length"]["max"]
     assert f"recommended tokenize.max_len (covers 95% of texts): {stats['recommended_max_len']}" in format_report(stats)
+
+
+def test_script_share_and_distinctive_tokens(tmp_path):
+    from textcls_core.analyze import distinctive_tokens, save_analysis_html, script_share
+
+    share = script_share(["这本书很好", "這本書很好", "这本書", "hello", "很好"])
+    assert share == {"simplified": 0.2, "traditional": 0.2, "mixed": 0.2, "neutral": 0.4}
+    toks = [["质量", "很", "好"]] * 6 + [["质量", "太", "差"]] * 6
+    words = distinctive_tokens(toks, ["pos"] * 6 + ["neg"] * 6, top_k=2)
+    assert set(words["pos"]) == {"很", "好"} and set(words["neg"]) == {"太", "差"}
+    df = pd.DataFrame({"row_id": range(12), "text": ["质量很好"] * 6 + ["质量太差"] * 6, "label": ["pos"] * 6 + ["neg"] * 6})
+    html = save_analysis_html(analyze_dataset(df), df, tmp_path / "a.html", "t").read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") == 2 and "Distinctive words" in html

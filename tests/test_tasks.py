@@ -53,6 +53,9 @@ def test_data_and_training_tasks(pipeline_outputs):
     assert json.loads(open(tracking["run_dir"] + "/reports/analysis.json").read())["classes"] == 2
     after = json.loads(open(tracking["run_dir"] + "/reports/analysis_after_cleaning.json").read())
     assert after["rows"] == cleaning["rows_kept"] and after["duplicate_rows"] == 0 and after["conflicting_texts"] == 0
+    vocab = json.loads(open(tracking["run_dir"] + "/reports/vocabulary.json").read())
+    assert vocab["vocab_size"] == o["encoded"]["vocab_size"] and 0 < vocab["test_oov_rate"] < 1
+    assert "Distinctive words" in open(tracking["run_dir"] + "/reports/analysis_after_cleaning.html", encoding="utf-8").read()
     rules = json.loads(open(tracking["run_dir"] + "/reports/cleaning.json").read())["rules"]
     assert sum(r["dropped"] for r in rules) == len(pd.read_csv(cleaning["dropped_path"]))
     # every row accounted for: kept + dropped == in, and the dropped file lists each with a reason

@@ -157,18 +157,27 @@ def confusion_frame(metrics: dict[str, Any], labels: list[str], normalized: bool
     return pd.DataFrame(data, index=pd.Index(labels, name="true"), columns=pd.Index(labels, name="pred"))
 
 
-def _pyplot():
+# Chinese class names need a CJK font; the first one installed wins, DejaVu (no CJK glyphs) is the last resort
+CJK_FONTS = ["Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei", "SimHei",
+             "Microsoft YaHei", "PingFang SC", "DejaVu Sans"]
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display) with CJK-capable fonts first."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    plt.rcParams["font.sans-serif"] = CJK_FONTS
+    plt.rcParams["font.family"] = "sans-serif"
+    plt.rcParams["axes.unicode_minus"] = False
     return plt
 
 
 def save_confusion_png(cm: pd.DataFrame, path: str | Path, title: str = "Confusion matrix (test)") -> Path:
     """Render the confusion matrix as a PNG with the value in every cell."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(cm)
     fig, ax = plt.subplots(figsize=(2 + 0.8 * n, 1.6 + 0.8 * n), dpi=110)
     ax.imshow(cm.to_numpy(dtype=float), cmap="Blues")
@@ -191,7 +200,7 @@ def save_confusion_png(cm: pd.DataFrame, path: str | Path, title: str = "Confusi
 
 def save_reliability_png(bins: pd.DataFrame, ece: float, path: str | Path) -> Path:
     """Reliability diagram: accuracy against mean confidence per bin, with the diagonal."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=110)
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
     ax.plot(bins["confidence"], bins["accuracy"], "o-", label="model")
