@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=fn)
     sub.choices["run"].add_argument("--summary", metavar="PATH", help="also write the run summary JSON here")
     sub.choices["evaluate"].add_argument("--model", required=True, metavar="URI", help="models:/<name>@<alias> or models:/<name>/<version>")
-    sub.choices["predict"].add_argument("--input", required=True, metavar="FILE", help=".csv, .tsv or .parquet")
+    sub.choices["predict"].add_argument("--input", required=True, metavar="FILE", help=".csv, .tsv, .jsonl, .parquet or .xlsx")
     sub.choices["predict"].add_argument("--output", required=True, metavar="FILE", help=".csv or .parquet")
     sub.choices["predict"].add_argument("--model", metavar="URI", help="default models:/<registry.model_name>@champion")
     sub.choices["predict"].add_argument("--text-column", default="text")

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.exceptions import MlflowException
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.registry import champion_classifier, set_champion
+from tasks.registry import champion_classifier, champion_metric, set_champion
 from tasks.tracking import client_for, get_run_logger
 from textcls_core.config import Config
 from textcls_core.data import read_dataset
@@ -43,16 +42,6 @@ def git_commit() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def champion_metric(client: mlflow.MlflowClient, name: str, metric: str) -> tuple[str | None, float | None]:
-    """(version, metric) of the current champion, or (None, None) when there is none."""
-    try:
-        mv = client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
-        return None, None
-    value = mv.tags.get(metric)
-    return str(mv.version), float(value) if value is not None else None
 
 
 def _regression_accuracies(cfg: Config, model_dir: str, champion: TextClassifier | None) -> tuple[float, float | None]:

