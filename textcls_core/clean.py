@@ -1,7 +1,7 @@
 """Cleaning: ordered text rules, then row filters, each counted with examples; every dropped row has a reason.
 
 Invariant: len(input) == len(kept) + len(dropped).
-The text rules are also what the delivered model applies at prediction time (normalize_text).
+The text rules are also what the delivered model applies at prediction time (normalize_texts).
 """
 
 from __future__ import annotations
@@ -63,10 +63,19 @@ def text_rules(cfg: CleanConfig) -> list[tuple[str, Callable[[str], str]]]:
 
 
 def normalize_text(text: str, cfg: CleanConfig) -> str:
-    """One text through every enabled rule. Used at training and at prediction time."""
-    for _, rule in text_rules(cfg):
-        text = rule(text)
-    return text
+    """One text through every enabled rule."""
+    return normalize_texts([text], cfg)[0]
+
+
+def normalize_texts(texts: list[str], cfg: CleanConfig) -> list[str]:
+    """Many texts through every enabled rule; the rule list is built once, not per text (prediction hot path)."""
+    rules = [rule for _, rule in text_rules(cfg)]
+    out = []
+    for text in texts:
+        for rule in rules:
+            text = rule(text)
+        out.append(text)
+    return out
 
 
 def _resolve_conflicts(df: pd.DataFrame, policy: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -164,7 +173,7 @@ def drop_unusable_rows(df: pd.DataFrame, cfg: CleanConfig) -> tuple[pd.DataFrame
 
     Duplicates and conflicting labels stay: they are real traffic, and evaluation should count them.
     """
-    empty_text = pd.Series([normalize_text(t, cfg) == "" for t in df["text"]], index=df.index)
+    empty_text = pd.Series([t == "" for t in normalize_texts(df["text"].tolist(), cfg)], index=df.index)
     empty = empty_text | (df["label"] == "")
     dropped = df[empty].assign(reason=empty_text[empty].map({True: "empty_text", False: "empty_label"}))
     return df[~empty].reset_index(drop=True), dropped[["row_id", "text", "label", "reason"]].reset_index(drop=True)

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from textcls_core.batching import EncodedDataset, collate_batch
-from textcls_core.clean import normalize_text
+from textcls_core.clean import normalize_texts
 from textcls_core.config import CleanConfig, ModelConfig
 from textcls_core.models import TextCNN
 from textcls_core.tokenize import encode_tokens, segment_texts
@@ -46,7 +46,7 @@ class TextClassifier:
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         """Clean, segment and map texts to ids exactly as at training time."""
-        cleaned = [normalize_text(str(t) if t is not None else "", self.clean_cfg) for t in texts]
+        cleaned = normalize_texts([str(t) if t is not None else "" for t in texts], self.clean_cfg)
         return encode_tokens(segment_texts(cleaned), self.stoi, self.max_len)
 
     def predict_proba_ids(self, ids: list[list[int]], batch_size: int = 256) -> np.ndarray:
