@@ -25,6 +25,8 @@ class _Section(BaseModel):
 class RunConfig(_Section):
     output_dir: str = Field("runs", description="Folder for each run's files (runs/<run-name>/).")
     seed: int = Field(42, description="Seed for splitting, initialisation and shuffling.")
+    cache: bool = Field(True, description="Reuse analysis, cleaning, split and segmentation when data and settings are unchanged.")
+    cache_dir: str = Field(".textcls_cache", description="Folder of the content-hash keyed cache of the data stages.")
 
 
 class DataConfig(_Section):
@@ -34,6 +36,7 @@ class DataConfig(_Section):
     encoding: str = Field("auto", description="auto tries UTF-8 (with or without BOM) then GB18030; or name one, e.g. gbk.")
     max_rows: int = Field(0, ge=0, description="0 = all rows; else a stratified sample of this many rows.")
     metadata_columns: list[str] = Field([], description="Extra file columns kept with each row; evaluation reports metrics per value.")
+    chunk_rows: int = Field(200000, ge=1000, description="Rows read per chunk from CSV/TSV/JSONL files (bounds memory on big files).")
 
 
 class CleanConfig(_Section):
@@ -67,6 +70,7 @@ class TokenizeConfig(_Section):
     min_freq: int = Field(2, ge=1, description="Words seen fewer times in train map to <unk>.")
     max_vocab: int = Field(50000, ge=10, description="Largest vocabulary, specials included.")
     max_len: int = Field(256, ge=8, description="Token ids per text are cut to this length.")
+    workers: int = Field(0, ge=0, description="Processes for jieba segmentation; 0 = one per CPU core.")
 
 
 class ModelConfig(_Section):
