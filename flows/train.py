@@ -8,6 +8,7 @@ from prefect import flow
 
 from tasks.data import analyze_task, clean_task, split_task
 from tasks.encode import encode_task
+from tasks.encode_pretrained import encode_pretrained_task
 from tasks.evaluate import evaluate_task
 from tasks.package import package_task
 from tasks.summary import summary_task
@@ -24,8 +25,12 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
         analysis = analyze_task(config.data, config.extra_columns(), config.run.seed, tracking)
         cleaning = clean_task(analysis["raw_path"], config.clean, tracking)
         split = split_task(cleaning["clean_path"], config.split, config.run.seed, tracking)
-        encoded = encode_task(split["paths"], config.tokenize, tracking)
-        trained = train_task(encoded, config.model, config.train, config.tokenize, config.clean, config.run.seed, tracking)
+        if config.model.name == "transformer":
+            encoded = encode_pretrained_task(split["paths"], config.tokenize, config.model, tracking)
+        else:
+            encoded = encode_task(split["paths"], config.tokenize, tracking)
+        train = train_task.with_options(retries=config.train.retries, retry_delay_seconds=5)
+        trained = train(encoded, config.model, config.train, config.tokenize, config.clean, config.run.seed, tracking)
         evaluation = evaluate_task(trained["model_dir"], split["paths"], config.evaluate, config.registry.model_name,
                                    config.run.seed, tracking)
         tags = {"dataset_sha256": split["dataset_sha256"], "mlflow_run_id": tracking["run_id"],

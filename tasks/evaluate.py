@@ -22,7 +22,6 @@ from textcls_core.errors import DataError
 from textcls_core.evaluation_report import build_evaluation, flat_metrics, measure_latency, write_evaluation
 from textcls_core.label_issues import find_suspect_labels
 from textcls_core.predictor import TextClassifier
-from textcls_core.tokenize import UNK_ID
 
 
 def _label_ids(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
@@ -48,7 +47,8 @@ def assess_classifier(clf: TextClassifier, test: pd.DataFrame, eval_cfg: Evaluat
     texts = test["text"].tolist()
     ids = clf.encode(texts)
     probs = clf.predict_proba_ids(ids, eval_cfg.batch_size)  # eval() + inference_mode inside
-    oov = np.array([sum(i == UNK_ID for i in x) / len(x) if x else 0.0 for x in ids])
+    unk = clf.encoder.unk_id
+    oov = np.array([sum(i == unk for i in x) / len(x) if x else 0.0 for x in ids])
     baseline_probs = relabel = None
     if eval_cfg.baseline and train is not None:
         baseline = fit_baseline(train["text"].tolist(), _label_ids(train, labels))

@@ -1,65 +1,112 @@
-"""Training stage: builds loaders from encoded splits, runs the core loop, saves the deliverable model."""
+"""Training stage: runs the core loop in-process, or under torchrun for several devices/nodes, and saves the model."""
 
 from __future__ import annotations
 
 import json
-from functools import partial
+import subprocess
+from collections import deque
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from torch.utils.data import DataLoader
 
 from tasks.tracking import MetricLogger, client_for, get_run_logger, log_artifacts, log_metrics_now
-from textcls_core.batching import BucketBatchSampler, EncodedDataset, collate_batch
 from textcls_core.config import CleanConfig, ModelConfig, TokenizeConfig, TrainConfig
-from textcls_core.predictor import TextClassifier, build_model
-from textcls_core.train import pick_device, set_seed, train_model
+from textcls_core.distributed import METRIC_PREFIX, launch_command, result_paths
+from textcls_core.encoders import PretrainedEncoder, WordEncoder, load_tokenizer
+from textcls_core.errors import TextclsError
+from textcls_core.fit import FitSpec, fit, prepare_model
+from textcls_core.predictor import TextClassifier
+from textcls_core.tokenize import PAD_ID
+from textcls_core.train import pick_device
 
 
-def _dataset(path: str) -> EncodedDataset:
-    enc = pd.read_parquet(path)
-    return EncodedDataset([list(x) for x in enc["ids"]], enc["label_id"].astype(int).tolist())
+def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry crashes (the retry resumes from the checkpoint); a user's mistake fails at once."""
+    return not isinstance(getattr(state, "data", None), TextclsError)
 
 
-@task(name="train", cache_policy=NO_CACHE, tags=["gpu"])  # `prefect concurrency-limit create gpu N` caps trainings
+def _run_torchrun(spec: FitSpec, spec_path: Path, train_cfg: TrainConfig, metric_logger: MetricLogger, log: Any) -> dict[str, Any]:
+    """Start torchrun, forward its output to the Prefect log and rank 0's metric lines to MLflow."""
+    cmd = launch_command(train_cfg, spec_path)
+    log.info("train: torchrun with %d process(es) per node on %d node(s): %s", train_cfg.devices, train_cfg.nnodes, " ".join(cmd))
+    if train_cfg.nnodes > 1:
+        log.info("train: on every other node run the same command with --node_rank=<its rank>; %s must be on shared storage",
+                 spec_path.parent)
+    tail: deque[str] = deque(maxlen=40)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line.startswith(METRIC_PREFIX):
+                rec = json.loads(line[len(METRIC_PREFIX):])
+                metric_logger(rec["metrics"], rec["step"])
+            elif line:
+                tail.append(line)
+                log.info("torchrun | %s", line)
+    if proc.returncode != 0:
+        raise RuntimeError(f"torchrun exited with code {proc.returncode}; last lines:\n" + "\n".join(tail))
+    best_path, result_path = result_paths(spec_path)
+    return json.loads(result_path.read_text(encoding="utf-8")) | {"best_path": str(best_path)}
+
+
+@task(name="train", cache_policy=NO_CACHE, tags=["gpu"], retry_condition_fn=retry_unless_user_error)
 def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: TrainConfig, tok_cfg: TokenizeConfig,
                clean_cfg: CleanConfig, seed: int, tracking: dict[str, Any]) -> dict[str, Any]:
-    """Train, keep the best epoch on validation accuracy, and save model files to <run>/model."""
+    """Train (resuming from <run>/checkpoints/last.pt when present), keep the best epoch, save <run>/model.
+
+    `prefect concurrency-limit create gpu N` caps how many trainings run at once.
+    """
     log = get_run_logger()
-    set_seed(seed)
-    if train_cfg.num_threads:
-        torch.set_num_threads(train_cfg.num_threads)
-    device = pick_device(train_cfg.device)
-    itos = json.loads(Path(encoded["vocab_path"]).read_text(encoding="utf-8"))
+    run_dir = Path(tracking["run_dir"])
     labels: list[str] = encoded["labels"]
-    collate = partial(collate_batch, max_len=tok_cfg.max_len, min_len=max(model_cfg.kernel_sizes))
-    pin = device.type == "cuda"
-    train_set = _dataset(encoded["paths"]["train"])
-    # batches of similar lengths: 2.3x faster epochs than random batches on the built-in corpus (benchmarks/bucketing.py)
-    sampler = BucketBatchSampler([len(x) for x in train_set.ids], train_cfg.batch_size, torch.Generator().manual_seed(seed))
-    train_loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, pin_memory=pin)
-    val_loader = DataLoader(_dataset(encoded["paths"]["val"]), batch_size=max(train_cfg.batch_size, 256),
-                            collate_fn=collate, pin_memory=pin)
-    model = build_model(model_cfg, len(itos), len(labels))
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("train: %s with %d parameters on %s, %d train / %d val examples",
-             model_cfg.name, n_params, device, len(train_loader.dataset), len(val_loader.dataset))
-    client_for(tracking["tracking_uri"]).set_tag(tracking["run_id"], "textcls.device", str(device))
+    spec = FitSpec(train_path=encoded["paths"]["train"], val_path=encoded["paths"]["val"], labels=labels,
+                   model=model_cfg.model_dump(), train=train_cfg.model_dump(), max_len=tok_cfg.max_len, seed=seed,
+                   vocab_size=encoded["vocab_size"], pad_id=encoded.get("pad_id", PAD_ID),
+                   checkpoint_path=str(run_dir / "checkpoints" / "last.pt"))
+    client = client_for(tracking["tracking_uri"])
     metric_logger = MetricLogger(tracking)
-    result = train_model(model, train_loader, val_loader, train_cfg, device, len(labels), metric_logger)
+    processes = train_cfg.devices * train_cfg.nnodes
+    if processes > 1:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        spec_path = spec.to_json(run_dir / "checkpoints" / "fit_spec.json")
+        facts = _run_torchrun(spec, spec_path, train_cfg, metric_logger, log)
+        model, _ = prepare_model(spec)
+        model.load_state_dict(torch.load(facts["best_path"], map_location="cpu", weights_only=True))
+        device = facts["device"]
+        history = facts["history"]
+    else:
+        dev = pick_device(train_cfg.device)
+        device = str(dev)
+        log.info("train: %s on %s, checkpoints in %s", model_cfg.name, dev, spec.checkpoint_path)
+        model, result = fit(spec, dev, log_metrics=metric_logger, message=log.info)
+        facts = {"best_epoch": result.best_epoch, "best_score": result.best_score, "best_val_accuracy": result.best_val_accuracy,
+                 "stopped_early": result.stopped_early, "resumed_from_step": result.resumed_from_step,
+                 "micro_batch_size": result.micro_batch_size, "steps": result.steps, "world_size": 1}
+        history = result.history
     metric_logger.flush()
-    log_metrics_now(tracking, {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
-                               "model_parameters": n_params})
-    model_dir = Path(tracking["run_dir"]) / "model"
-    TextClassifier(model.cpu(), itos, labels, model_cfg, clean_cfg, tok_cfg.max_len).save(model_dir)
-    history_path = Path(tracking["run_dir"]) / "reports" / "train_history.json"
-    history_path.write_text(json.dumps(result.history, indent=2), encoding="utf-8")
+    n_params = sum(p.numel() for p in model.parameters())
+    client.set_tag(tracking["run_id"], "textcls.device", device)
+    client.set_tag(tracking["run_id"], "textcls.world_size", str(facts["world_size"]))
+    log_metrics_now(tracking, {"best_epoch": facts["best_epoch"], "best_val_accuracy": facts["best_val_accuracy"],
+                               f"best_{train_cfg.select_metric}": facts["best_score"], "model_parameters": n_params,
+                               "train_resumed_from_step": facts["resumed_from_step"],
+                               "train_final_micro_batch_size": facts["micro_batch_size"]})
+    if model_cfg.name == "transformer":
+        encoder: WordEncoder | PretrainedEncoder = PretrainedEncoder(load_tokenizer(encoded["tokenizer_path"]), tok_cfg.max_len)
+    else:
+        encoder = WordEncoder(json.loads(Path(encoded["vocab_path"]).read_text(encoding="utf-8")), tok_cfg.max_len)
+    model_dir = run_dir / "model"
+    TextClassifier(model.cpu(), encoder, labels, model_cfg, clean_cfg).save(model_dir)
+    history_path = run_dir / "reports" / "train_history.json"
+    history_path.parent.mkdir(parents=True, exist_ok=True)
+    history_path.write_text(json.dumps(history, indent=2), encoding="utf-8")
     log_artifacts(tracking, [history_path], "reports")
-    log.info("train: best epoch %d, val accuracy %.4f%s", result.best_epoch, result.best_val_accuracy,
-             " (stopped early)" if result.stopped_early else "")
-    return {"model_dir": str(model_dir), "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
-            "epochs_run": len(result.history), "device": str(device)}
+    log.info("train: best epoch %d, %s %.4f%s%s", facts["best_epoch"], train_cfg.select_metric, facts["best_score"],
+             " (stopped early)" if facts["stopped_early"] else "",
+             f" (resumed from step {facts['resumed_from_step']})" if facts["resumed_from_step"] else "")
+    return {"model_dir": str(model_dir), "best_epoch": facts["best_epoch"], "best_val_accuracy": facts["best_val_accuracy"],
+            "epochs_run": len(history), "device": device, "world_size": facts["world_size"],
+            "resumed_from_step": facts["resumed_from_step"], "parameters": n_params}

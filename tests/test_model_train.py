@@ -9,6 +9,7 @@ from textcls_core.batching import EncodedDataset, collate_batch
 from textcls_core.config import CleanConfig, ModelConfig, TrainConfig
 from textcls_core.errors import ConfigError, LabelRangeError
 from textcls_core.models import TextCNN
+from textcls_core.encoders import WordEncoder
 from textcls_core.predictor import TextClassifier, build_model
 from textcls_core.train import check_labels, evaluate_loss_accuracy, pick_device, set_seed, train_model
 
@@ -39,12 +40,11 @@ def test_textcnn_shapes_and_padding_invariance():
 def test_train_learns_separable_data():
     set_seed(0)
     train, val = separable(200, 0), separable(60, 1)
-    tl = DataLoader(train, batch_size=16, shuffle=True, collate_fn=COLLATE)
     vl = DataLoader(val, batch_size=64, collate_fn=COLLATE)
     logged = []
     model = TextCNN(20, 2, embed_dim=16, num_filters=8, kernel_sizes=[2, 3])
-    result = train_model(model, tl, vl, TrainConfig(epochs=5, progress=False, lr=5e-3), torch.device("cpu"), 2,
-                         log_metrics=lambda m, s: logged.append((m, s)), log_every=5)
+    result = train_model(model, train, val, TrainConfig(epochs=5, progress=False, lr=5e-3, batch_size=16), torch.device("cpu"), 2,
+                         COLLATE, log_metrics=lambda m, s: logged.append((m, s)), log_every=5)
     assert result.best_val_accuracy >= 0.95
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert any("val_accuracy" in m for m, _ in logged) and any("train_loss_running" in m for m, _ in logged)
@@ -53,9 +53,9 @@ def test_train_learns_separable_data():
 
 def test_early_stopping_keeps_best_epoch():
     set_seed(0)
-    tl = DataLoader(separable(40), batch_size=8, collate_fn=COLLATE)
-    vl = DataLoader(EncodedDataset([[2, 3, 4]] * 4, [1, 1, 1, 1]), batch_size=4, collate_fn=COLLATE)  # never improvable past epoch 1 ties
-    result = train_model(TextCNN(20, 2, 8, 4, [2]), tl, vl, TrainConfig(epochs=10, patience=2, progress=False), torch.device("cpu"), 2)
+    val = EncodedDataset([[2, 3, 4]] * 4, [1, 1, 1, 1])  # never improvable past epoch 1 ties
+    result = train_model(TextCNN(20, 2, 8, 4, [2]), separable(40), val, TrainConfig(epochs=10, patience=2, progress=False, batch_size=8),
+                         torch.device("cpu"), 2, COLLATE)
     assert result.stopped_early and len(result.history) < 10
     assert result.best_epoch == max(range(len(result.history)), key=lambda i: (result.history[i]["val_accuracy"], -i)) + 1
 
@@ -63,9 +63,9 @@ def test_early_stopping_keeps_best_epoch():
 def test_out_of_range_labels_fail_on_cpu_with_names():
     with pytest.raises(LabelRangeError, match=r"label ids \[-1, 2\] are outside 0..1"):
         check_labels([0, 1, 2, -1, 2], 2)
-    tl = DataLoader(EncodedDataset([[2, 3]], [5]), batch_size=1, collate_fn=COLLATE)
+    bad = EncodedDataset([[2, 3]], [5])
     with pytest.raises(LabelRangeError, match="train labels"):
-        train_model(TextCNN(10, 2, 4, 2, [2]), tl, tl, TrainConfig(epochs=1, progress=False), torch.device("cpu"), 2)
+        train_model(TextCNN(10, 2, 4, 2, [2]), bad, bad, TrainConfig(epochs=1, progress=False), torch.device("cpu"), 2, COLLATE)
 
 
 def test_pick_device():
@@ -80,7 +80,7 @@ def test_classifier_save_load_roundtrip(tmp_path):
     set_seed(0)
     itos = ["<pad>", "<unk>", "质量", "很", "好", "太", "差", "了"]
     mcfg = ModelConfig(embed_dim=8, num_filters=4, kernel_sizes=[2, 3])
-    clf = TextClassifier(build_model(mcfg, len(itos), 2), itos, ["负面", "正面"], mcfg, CleanConfig(), max_len=16)
+    clf = TextClassifier(build_model(mcfg, len(itos), 2), WordEncoder(itos, 16), ["负面", "正面"], mcfg, CleanConfig())
     texts = ["质量很好", "质量太差了", "", "  ", "长" * 5000, None]
     before = clf.predict(texts)
     clf.save(tmp_path / "m")

@@ -74,26 +74,50 @@ class TokenizeConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: Literal["textcnn"] = Field("textcnn", description="Model family over jieba word ids.")
-    embed_dim: int = Field(128, ge=8, description="Word embedding size.")
+    name: Literal["textcnn", "bilstm", "transformer"] = Field(
+        "textcnn", description="textcnn or bilstm over jieba word ids, or transformer (a pretrained Hugging Face encoder).")
+    pretrained: str = Field("", description="transformer: local folder from save_pretrained, or a hub name such as bert-base-chinese.")
+    binary_head: Literal["two_logits", "single_logit"] = Field(
+        "two_logits", description="Binary tasks: two logits + cross-entropy, or one logit + BCE-with-logits.")
+    embed_dim: int = Field(128, ge=8, description="Word embedding size (textcnn, bilstm).")
     embed_init_std: float = Field(0.1, gt=0, description="Std of the normal init of word vectors (small: rare words start near 0).")
-    num_filters: int = Field(128, ge=1, description="Convolution filters per kernel size.")
-    kernel_sizes: list[int] = Field([1, 2, 3], min_length=1, description="Convolution widths in words.")
-    dropout: float = Field(0.5, ge=0, lt=1, description="Dropout before the output layer.")
+    num_filters: int = Field(128, ge=1, description="textcnn: convolution filters per kernel size.")
+    kernel_sizes: list[int] = Field([1, 2, 3], min_length=1, description="textcnn: convolution widths in words.")
+    hidden_size: int = Field(128, ge=4, description="bilstm: LSTM hidden size per direction.")
+    num_layers: int = Field(1, ge=1, le=4, description="bilstm: stacked LSTM layers.")
+    dropout: float = Field(0.5, ge=0, lt=1, description="Dropout before the output layer (transformer: its classifier dropout).")
 
 
 class TrainConfig(_Section):
     epochs: int = Field(4, ge=1, description="Passes over the training split.")
-    batch_size: int = Field(64, ge=1, description="Examples per optimisation step.")
-    lr: float = Field(2e-3, gt=0, description="Adam learning rate.")
-    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
+    batch_size: int = Field(64, ge=1, description="Examples per optimisation step (the effective batch, on all devices together).")
+    micro_batch_size: int = Field(0, ge=0, description="Examples per forward/backward; gradients accumulate to batch_size. 0 = batch_size.")
+    max_tokens: int = Field(0, ge=0, description="If > 0, training batches hold at most this many padded tokens instead of batch_size rows.")
+    lr: float = Field(2e-3, gt=0, description="AdamW peak learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay (not applied to biases and norms).")
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps with a linear learning-rate warmup.")
     lr_schedule: Literal["constant", "linear"] = Field("linear", description="After warmup: keep lr, or decay it linearly to 0.")
-    word_dropout: float = Field(0.0, ge=0, lt=1, description="Share of training tokens replaced by <unk> each step (regularises).")
+    max_grad_norm: float = Field(0.0, ge=0, description="Clip the gradient norm to this; 0 = no clipping.")
+    word_dropout: float = Field(0.0, ge=0, lt=1, description="Share of training tokens replaced by <unk> each step (word models).")
+    select_metric: Literal["val_accuracy", "val_macro_f1"] = Field("val_accuracy", description="Validation metric for best epoch and early stopping.")
     patience: int = Field(2, ge=0, description="Stop after this many epochs without val improvement (0 = never).")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto = bf16 autocast on GPUs that support it, fp16 + grad scaler on older GPUs, fp32 on CPU.")
+    compile: bool = Field(False, description="torch.compile the model (CUDA graphs when pad_buckets fix the shapes).")
+    pad_buckets: list[int] = Field([], description="Pad batches up to the next of these lengths (few shapes for torch.compile); [] = exact.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes for batching (0 = in the training process).")
+    checkpoint_every: int = Field(200, ge=0, description="Also checkpoint every N optimiser steps (0 = only at epoch ends).")
+    resume: bool = Field(True, description="Resume from the run folder's last checkpoint when one exists (after a crash or kill).")
+    retries: int = Field(1, ge=0, description="Prefect retries of the train task after a crash; each resumes from the checkpoint.")
+    deterministic: bool = Field(False, description="Deterministic kernels (repeatable to the bit, slower on GPU).")
+    devices: int = Field(1, ge=1, description="Processes per node; > 1 runs DistributedDataParallel through torchrun.")
+    nnodes: int = Field(1, ge=1, description="Machines in the torchrun job (each runs `devices` processes).")
+    node_rank: int = Field(0, ge=0, description="This machine's rank in a multi-node job (the flow runs on rank 0).")
+    master_addr: str = Field("127.0.0.1", min_length=1, description="torchrun rendezvous host (node 0's address).")
+    master_port: int = Field(29500, ge=1024, le=65535, description="torchrun rendezvous port.")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto picks CUDA if present.")
     num_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = all cores.")
-    progress: bool = Field(True, description="Show a progress bar with loss and throughput.")
+    progress: bool = Field(True, description="Show a progress bar with loss, throughput and ETA.")
 
 
 class EvaluateConfig(_Section):
@@ -140,6 +164,12 @@ class Config(_Section):
             raise ValueError("split.val_fraction + split.test_fraction must leave at least 10% for training")
         if max(self.model.kernel_sizes) > self.tokenize.max_len:
             raise ValueError("model.kernel_sizes must not exceed tokenize.max_len")
+        if self.model.name == "transformer" and not self.model.pretrained:
+            raise ValueError("model.name=transformer needs model.pretrained: a folder written by save_pretrained, or a hub name")
+        if self.train.micro_batch_size > self.train.batch_size:
+            raise ValueError("train.micro_batch_size must not exceed train.batch_size")
+        if self.train.node_rank >= self.train.nnodes:
+            raise ValueError("train.node_rank must be smaller than train.nnodes")
         return self
 
     def extra_columns(self) -> list[str]:

@@ -1,7 +1,9 @@
-"""The deliverable model: weights + vocab + label map + cleaning settings, and text-in/label-out predict.
+"""The deliverable model: network + encoder (vocab or tokenizer) + label map + cleaning settings, text in, label out.
 
 The evaluation stage and the MLflow pyfunc both use this class, so what is evaluated is what ships.
-Saved as plain files: weights.pt (a state dict, loaded with weights_only=True), vocab.json, model.json.
+Saved as plain files: model.json (labels, max_len, model and cleaning settings) plus, for word models,
+weights.pt (a state dict, loaded with weights_only=True) and vocab.json; for pretrained encoders, hf/
+(save_pretrained of the fine-tuned model and its tokenizer, with id2label).
 """
 
 from __future__ import annotations
@@ -14,50 +16,50 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from textcls_core.batching import EncodedDataset, collate_batch
 from textcls_core.clean import normalize_texts
 from textcls_core.config import CleanConfig, ModelConfig
-from textcls_core.models import TextCNN
-from textcls_core.tokenize import encode_tokens, segment_texts
+from textcls_core.encoders import PretrainedEncoder, WordEncoder
+from textcls_core.models import (PretrainedClassifier, build_model, load_pretrained_model, logits_to_proba, min_batch_len,
+                                  output_size)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
-
-def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int) -> TextCNN:
-    """The network named by model.name, freshly initialised."""
-    return TextCNN(vocab_size, num_classes, cfg.embed_dim, cfg.num_filters, cfg.kernel_sizes, cfg.dropout, cfg.embed_init_std)
+__all__ = ["TextClassifier", "build_model"]
 
 
 @dataclass
 class TextClassifier:
-    model: torch.nn.Module
-    itos: list[str]
+    model: nn.Module
+    encoder: WordEncoder | PretrainedEncoder
     labels: list[str]
     model_cfg: ModelConfig
     clean_cfg: CleanConfig
-    max_len: int
     device: torch.device = torch.device("cpu")
 
     def __post_init__(self) -> None:
-        self.stoi = {w: i for i, w in enumerate(self.itos)}
         self.model.to(self.device).eval()
 
+    @property
+    def max_len(self) -> int:
+        return self.encoder.max_len
+
     def encode(self, texts: list[str]) -> list[list[int]]:
-        """Clean, segment and map texts to ids exactly as at training time."""
-        cleaned = normalize_texts([str(t) if t is not None else "" for t in texts], self.clean_cfg)
-        return encode_tokens(segment_texts(cleaned), self.stoi, self.max_len)
+        """Clean and tokenize texts exactly as at training time."""
+        return self.encoder.encode(normalize_texts([str(t) if t is not None else "" for t in texts], self.clean_cfg))
 
     def predict_proba_ids(self, ids: list[list[int]], batch_size: int = 256) -> np.ndarray:
         """Class probabilities [N, C] for already-encoded texts, in input order."""
-        loader = DataLoader(EncodedDataset(ids), batch_size=batch_size, shuffle=False,
-                            collate_fn=partial(collate_batch, max_len=self.max_len, min_len=max(self.model_cfg.kernel_sizes)))
+        collate = partial(collate_batch, max_len=self.max_len, min_len=min_batch_len(self.model_cfg), pad_id=self.encoder.pad_id)
+        loader = DataLoader(EncodedDataset(ids), batch_size=batch_size, shuffle=False, collate_fn=collate)
         out = []
         self.model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode():  # no graph, no memory growth over a long evaluation
             for batch_ids, _ in loader:
-                out.append(torch.softmax(self.model(batch_ids.to(self.device)).float(), dim=1).cpu())
+                out.append(logits_to_proba(self.model(batch_ids.to(self.device))).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, len(self.labels)), dtype=np.float32)
 
     def predict_proba(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
@@ -73,12 +75,15 @@ class TextClassifier:
         return frame
 
     def save(self, directory: str | Path) -> Path:
-        """Write weights.pt, vocab.json and model.json into directory."""
+        """Write the model folder (see the module docstring)."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, d / "weights.pt")
-        (d / "vocab.json").write_text(json.dumps(self.itos, ensure_ascii=False), encoding="utf-8")
-        meta = {"format_version": FORMAT_VERSION, "labels": self.labels, "max_len": self.max_len,
+        if isinstance(self.model, PretrainedClassifier):
+            self.model.hf.save_pretrained(str(d / "hf"))
+        else:
+            torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, d / "weights.pt")
+        self.encoder.save(d)
+        meta = {"format_version": FORMAT_VERSION, "encoder": self.encoder.kind, "labels": self.labels, "max_len": self.max_len,
                 "model": self.model_cfg.model_dump(), "clean": self.clean_cfg.model_dump()}
         (d / "model.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
         return d
@@ -87,8 +92,13 @@ class TextClassifier:
     def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> "TextClassifier":
         d = Path(directory)
         meta = json.loads((d / "model.json").read_text(encoding="utf-8"))
-        itos = json.loads((d / "vocab.json").read_text(encoding="utf-8"))
-        model_cfg = ModelConfig(**meta["model"])
-        model = build_model(model_cfg, len(itos), len(meta["labels"]))
-        model.load_state_dict(torch.load(d / "weights.pt", map_location="cpu", weights_only=True))
-        return cls(model, itos, list(meta["labels"]), model_cfg, CleanConfig(**meta["clean"]), int(meta["max_len"]), torch.device(device))
+        model_cfg, labels, max_len = ModelConfig(**meta["model"]), list(meta["labels"]), int(meta["max_len"])
+        model: nn.Module
+        if meta.get("encoder") == "pretrained":
+            encoder: WordEncoder | PretrainedEncoder = PretrainedEncoder.load(d, max_len)
+            model = load_pretrained_model(d / "hf", output_size(model_cfg, len(labels)), labels, encoder.pad_id)
+        else:
+            encoder = WordEncoder.load(d, max_len)
+            model = build_model(model_cfg, encoder.vocab_size, len(labels))
+            model.load_state_dict(torch.load(d / "weights.pt", map_location="cpu", weights_only=True))
+        return cls(model, encoder, labels, model_cfg, CleanConfig(**meta["clean"]), torch.device(device))

@@ -1,20 +1,29 @@
-"""The training loop: explicit, readable top to bottom, with the article's traps guarded.
+"""The training loop: one explicit loop, readable top to bottom, with the article's traps guarded.
 
 - labels are range-checked on the CPU before any tensor reaches a GPU (no device-side assert);
-- model and every batch live on one device, chosen once;
-- targets are 1-D long tensors for cross_entropy; the loss is a scalar (mean) before backward();
-- evaluation runs in eval() mode under torch.inference_mode();
-- no .item() per step: the running loss stays on the device and is read every `log_every` steps.
+- model and every batch live on one device, chosen once; CPU-only machines run the same code;
+- targets get the dtype and shape each loss needs (1-D long for cross-entropy, float [B, 1] for a
+  single binary logit) and the loss is a scalar before backward();
+- evaluation runs in eval() mode under torch.inference_mode(), so memory does not grow;
+- no .item() per step: the running loss stays on the device and is read every `log_every` steps;
+- CUDA out-of-memory halves the micro-batch and accumulates gradients, so the effective batch is unchanged;
+- checkpoints (model, optimizer, scheduler, scaler, RNG states, sampler position) are written atomically
+  and a killed run resumes from the last one with the same result as an uninterrupted run;
+- under torchrun the same loop runs with DistributedDataParallel; only rank 0 writes checkpoints.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import random
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,15 +32,22 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from textcls_core.batching import BucketBatchSampler, EncodedDataset
 from textcls_core.config import TrainConfig
 from textcls_core.errors import ConfigError, LabelRangeError
+from textcls_core.models import PretrainedClassifier
 from textcls_core.tokenize import PAD_ID, UNK_ID
 
 LogFn = Callable[[dict[str, float], int], None]
+MessageFn = Callable[[str], None]
 
 
 def _no_log(metrics: dict[str, float], step: int) -> None:
     return None
+
+
+def _print(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
 
 
 def set_seed(seed: int) -> None:
@@ -41,15 +57,37 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' takes CUDA when present, else the CPU; an explicit 'cuda' without a GPU falls back loudly."""
+def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """'auto' takes CUDA when present (the process's local GPU under torchrun), else the CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"train.device is '{name}' but no CUDA GPU is visible. Use train.device=auto or cpu."
-        )
+        raise ConfigError(f"train.device is '{name}' but no CUDA GPU is visible. Use train.device=auto or cpu.")
     return torch.device(name)
+
+
+def configure_torch(cfg: TrainConfig, device: torch.device) -> None:
+    """Process-wide torch settings for a training run: threads, TF32, deterministic kernels."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls: ~2x on Ampere+ at no accuracy cost here
+        torch.backends.cudnn.allow_tf32 = True
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """auto: bf16 on GPUs that support it, fp16 (with a grad scaler) on older GPUs, fp32 on the CPU."""
+    if name == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if name == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision=fp16 needs a CUDA GPU. Use train.precision=auto (fp32 on CPU) or bf16.")
+    return name
 
 
 def check_labels(labels: Sequence[int], num_classes: int, where: str = "labels") -> None:
@@ -63,10 +101,32 @@ def check_labels(labels: Sequence[int], num_classes: int, where: str = "labels")
         )
 
 
-def drop_words(ids: torch.Tensor, p: float) -> torch.Tensor:
+def drop_words(ids: torch.Tensor, p: float, pad_id: int = PAD_ID, unk_id: int = UNK_ID) -> torch.Tensor:
     """Replace a random share p of the real tokens by <unk>: the model cannot lean on any single word."""
-    hit = (torch.rand(ids.shape, device=ids.device) < p) & (ids != PAD_ID)
-    return ids.masked_fill(hit, UNK_ID)
+    hit = (torch.rand(ids.shape, device=ids.device) < p) & (ids != pad_id)
+    return ids.masked_fill(hit, unk_id)
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy on 1-D long targets, or BCE-with-logits on float targets shaped like a [B, 1] logit."""
+    logits = logits.float()
+    if logits.dim() != 2 or logits.size(0) != labels.size(0):
+        raise ValueError(f"logits must be [batch, classes], got {tuple(logits.shape)} for {labels.size(0)} labels")
+    if logits.size(1) == 1:
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype).view_as(logits), reduction=reduction)
+    return F.cross_entropy(logits, labels.long().view(-1), reduction=reduction)
+
+
+def predictions(logits: torch.Tensor) -> torch.Tensor:
+    return (logits[:, 0] > 0).long() if logits.size(1) == 1 else logits.argmax(dim=1)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW (fused kernel on CUDA); no weight decay on biases, norms and other 1-D parameters."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=device.type == "cuda")
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -83,84 +143,263 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-@dataclass
-class TrainResult:
-    best_state: dict[str, torch.Tensor]
-    best_epoch: int
-    best_val_accuracy: float
-    history: list[dict[str, float]] = field(default_factory=list)
-    stopped_early: bool = False
-
-
-def evaluate_loss_accuracy(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a loader, without building a graph."""
+def evaluate_model(model: nn.Module, loader: DataLoader, device: torch.device, num_classes: int,
+                   autocast: Callable[[], Any] = nullcontext) -> dict[str, float]:
+    """val_loss, val_accuracy and val_macro_f1 over a loader, in eval() mode without building a graph."""
     model.eval()
     total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+    confusion = torch.zeros(num_classes * num_classes, device=device, dtype=torch.long)
     n = 0
     with torch.inference_mode():
         for ids, labels in loader:
             ids, labels = ids.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            logits = model(ids)
-            total_loss += F.cross_entropy(logits, labels, reduction="sum")
-            correct += (logits.argmax(dim=1) == labels).sum()
+            with autocast():
+                logits = model(ids)
+            total_loss += classification_loss(logits, labels, reduction="sum")
+            confusion += torch.bincount(labels * num_classes + predictions(logits), minlength=num_classes**2)
             n += labels.numel()
-    return (total_loss.item() / max(n, 1), correct.item() / max(n, 1))
+    cm = confusion.view(num_classes, num_classes).cpu().double()  # one host sync per evaluation
+    tp = cm.diag()
+    f1 = 2 * tp / (cm.sum(0) + cm.sum(1)).clamp(min=1)
+    return {"val_loss": total_loss.item() / max(n, 1), "val_accuracy": (tp.sum() / max(n, 1)).item(), "val_macro_f1": f1.mean().item()}
 
 
-def train_model(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, cfg: TrainConfig,
-                device: torch.device, num_classes: int, log_metrics: LogFn = _no_log, log_every: int = 50) -> TrainResult:
-    """Adam + cross-entropy; keeps the weights of the epoch with the best validation accuracy."""
-    check_labels(train_loader.dataset.labels, num_classes, "train labels")  # type: ignore[attr-defined]
-    check_labels(val_loader.dataset.labels, num_classes, "val labels")  # type: ignore[attr-defined]
+def evaluate_loss_accuracy(model: nn.Module, loader: DataLoader, device: torch.device, num_classes: int = 2) -> tuple[float, float]:
+    m = evaluate_model(model, loader, device, num_classes)
+    return m["val_loss"], m["val_accuracy"]
+
+
+# ---- checkpoints -------------------------------------------------------------------------------------
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {"python": random.getstate(), "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: a kill never leaves a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
+    """The checkpoint at path, loaded with weights_only=True (no arbitrary code), or None when there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ---- the loop ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class DistContext:
+    """Where this process sits in a torchrun job (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class TrainResult:
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int
+    best_score: float
+    best_val_accuracy: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+    resumed_from_step: int = 0
+    micro_batch_size: int = 0
+    steps: int = 0
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def train_model(model: nn.Module, train_set: EncodedDataset, val_set: EncodedDataset, cfg: TrainConfig,
+                device: torch.device, num_classes: int, collate: Callable, *, seed: int = 0,
+                log_metrics: LogFn = _no_log, log_every: int = 50, checkpoint_path: str | Path | None = None,
+                dist: DistContext | None = None, message: MessageFn = _print) -> TrainResult:
+    """Train with AdamW and a warmup/decay schedule; keep the weights of the epoch with the best val metric."""
+    dist = dist or DistContext()
+    check_labels(train_set.labels, num_classes, "train labels")
+    check_labels(val_set.labels, num_classes, "val labels")
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = make_scheduler(optimizer, cfg, total_steps=cfg.epochs * len(train_loader))
-    best = TrainResult(best_state={}, best_epoch=-1, best_val_accuracy=-1.0)
-    bad_epochs, step = 0, 0
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        running = torch.zeros((), device=device)
-        seen, t0 = 0, time.perf_counter()
+    net: nn.Module = model
+    if dist.world_size > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:  # a handful of shapes with pad_buckets; CUDA graphs only then, since they need static shapes
+        net = torch.compile(net, mode="reduce-overhead" if device.type == "cuda" and cfg.pad_buckets else None)
+    precision = resolve_precision(cfg.precision, device)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+    def autocast() -> Any:
+        return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    optimizer = make_optimizer(model, cfg, device)
+    pin = device.type == "cuda"
+    # own generators: creating a DataLoader iterator must not draw from the global RNG (resume replays it exactly)
+    sampler = BucketBatchSampler([len(x) for x in train_set.ids], cfg.batch_size, torch.Generator().manual_seed(seed),
+                                 max_tokens=cfg.max_tokens, rank=dist.rank, world_size=dist.world_size)
+    train_loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
+                              pin_memory=pin, generator=torch.Generator())
+    val_loader = DataLoader(val_set, batch_size=max(cfg.batch_size, 256), collate_fn=collate, num_workers=cfg.num_workers,
+                            pin_memory=pin, generator=torch.Generator())
+    steps_per_epoch = len(train_loader)
+    scheduler = make_scheduler(optimizer, cfg, total_steps=cfg.epochs * steps_per_epoch)
+    word_model = not isinstance(model, PretrainedClassifier)
+    micro = cfg.micro_batch_size or cfg.batch_size
+    result = TrainResult(best_state={}, best_epoch=-1, best_score=-1.0, best_val_accuracy=-1.0)
+    start_epoch, start_batch, step, bad_epochs = 1, 0, 0, 0
+    running, seen, elapsed_before = torch.zeros((), device=device), 0, 0.0
+
+    def checkpoint(epoch: int, batch_in_epoch: int, sampler_state: torch.Tensor, elapsed: float) -> None:
+        if checkpoint_path is None or not dist.is_main:
+            return
+        save_checkpoint(checkpoint_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "rng": _rng_state(), "sampler_state": sampler_state, "epoch": epoch,
+            "batch_in_epoch": batch_in_epoch, "step": step, "micro_batch_size": micro, "bad_epochs": bad_epochs,
+            "running_loss": running.detach().cpu(), "seen": seen, "elapsed": elapsed, "history": result.history,
+            "best": {"state": result.best_state, "epoch": result.best_epoch, "score": result.best_score,
+                     "val_accuracy": result.best_val_accuracy}})
+
+    ck = load_checkpoint(checkpoint_path) if checkpoint_path is not None and cfg.resume else None
+    if ck is not None:
+        try:
+            model.load_state_dict(ck["model"])
+        except RuntimeError:
+            raise ConfigError(f"checkpoint {checkpoint_path} was written for a different model or config. "
+                              "Delete it to start over, or set train.resume=false.") from None
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        sampler.resume(ck["sampler_state"], ck["batch_in_epoch"])
+        start_epoch, start_batch, step, micro, bad_epochs = ck["epoch"], ck["batch_in_epoch"], ck["step"], ck["micro_batch_size"], ck["bad_epochs"]
+        running, seen, elapsed_before = ck["running_loss"].to(device), ck["seen"], ck["elapsed"]
+        result.history = ck["history"]
+        b = ck["best"]
+        result.best_state, result.best_epoch, result.best_score, result.best_val_accuracy = b["state"], b["epoch"], b["score"], b["val_accuracy"]
+        result.resumed_from_step = step
+        _set_rng_state(ck["rng"])
+        message(f"resumed from {checkpoint_path}: epoch {start_epoch}, batch {start_batch}, step {step}")
+
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        net.train()
+        t0 = time.perf_counter() - elapsed_before
+        batch_in_epoch = start_batch
         # redraw often on a terminal, rarely when the output is a log file or a Prefect worker
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False, unit="batch",
-                   mininterval=0.2 if sys.stderr.isatty() else 30.0)
-        for ids, labels in bar:
+        bar = tqdm(total=steps_per_epoch, initial=start_batch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="batch",
+                   disable=not cfg.progress or not dist.is_main, mininterval=0.2 if sys.stderr.isatty() else 30.0)
+        for ids, labels in train_loader:
             ids, labels = ids.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            if cfg.word_dropout:
+            if cfg.word_dropout and word_model:
                 ids = drop_words(ids, cfg.word_dropout)
-            logits = model(ids)
-            loss = F.cross_entropy(logits, labels)  # mean over the batch: a scalar
+            while True:
+                try:
+                    batch_loss = _accumulate(net, ids, labels, micro, autocast, scaler, dist.world_size > 1)
+                    break
+                except torch.OutOfMemoryError:
+                    if dist.world_size > 1 or micro == 1:
+                        raise
+                    optimizer.zero_grad(set_to_none=True)
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    micro = max(1, micro // 2)
+                    message(f"out of memory at step {step + 1}: micro-batch halved to {micro}, "
+                            f"accumulating {-(-cfg.batch_size // micro)} micro-batches per step (effective batch unchanged)")
+                    log_metrics({"train_micro_batch_size": micro}, step)
+            if cfg.max_grad_norm:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
             scheduler.step()
-            running += loss.detach() * labels.numel()
+            running += batch_loss * labels.numel()
             seen += labels.numel()
             step += 1
+            batch_in_epoch += 1
+            bar.update(1)
             if step % log_every == 0:  # the only host sync in the loop, once every log_every steps
                 train_loss = running.item() / seen
-                rate = seen / (time.perf_counter() - t0)
+                rate = seen * dist.world_size / (time.perf_counter() - t0)
                 bar.set_postfix(loss=f"{train_loss:.4f}", samples_s=f"{rate:.0f}")
-                log_metrics({"train_loss_running": train_loss, "train_samples_per_s": rate}, step)
+                log_metrics({"train_loss_running": train_loss, "train_samples_per_s": rate, "lr": scheduler.get_last_lr()[0]}, step)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and batch_in_epoch < steps_per_epoch:
+                checkpoint(epoch, batch_in_epoch, sampler.epoch_start_state, time.perf_counter() - t0)
+        bar.close()
         elapsed = time.perf_counter() - t0
         train_loss = running.item() / max(seen, 1)
-        val_loss, val_acc = evaluate_loss_accuracy(model, val_loader, device)
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_acc,
-               "train_samples_per_s": seen / elapsed, "epoch_seconds": elapsed}
-        best.history.append(row)
+        val = evaluate_model(model, val_loader, device, num_classes, autocast)
+        row = {"epoch": epoch, "train_loss": train_loss, **val, "train_samples_per_s": seen * dist.world_size / max(elapsed, 1e-9),
+               "epoch_seconds": elapsed}
+        result.history.append(row)
         log_metrics({k: v for k, v in row.items() if k != "epoch"}, epoch)
-        if cfg.progress:
-            tqdm.write(f"epoch {epoch}/{cfg.epochs}: train_loss {train_loss:.4f}  val_loss {val_loss:.4f}  "
-                       f"val_acc {val_acc:.4f}  {seen / elapsed:.0f} samples/s")
-        if val_acc > best.best_val_accuracy:
-            best.best_val_accuracy, best.best_epoch = val_acc, epoch
-            best.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        if cfg.progress and dist.is_main:
+            message(f"epoch {epoch}/{cfg.epochs}: train_loss {train_loss:.4f}  val_loss {val['val_loss']:.4f}  "
+                    f"val_acc {val['val_accuracy']:.4f}  val_macro_f1 {val['val_macro_f1']:.4f}  {row['train_samples_per_s']:.0f} samples/s")
+        score = val[cfg.select_metric]
+        if score > result.best_score:
+            result.best_score, result.best_epoch, result.best_val_accuracy = score, epoch, val["val_accuracy"]
+            result.best_state = _cpu_state(model)
             bad_epochs = 0
         else:
             bad_epochs += 1
-            if cfg.patience and bad_epochs >= cfg.patience:
-                best.stopped_early = True
-                break
-    model.load_state_dict(best.best_state)
-    return best
+        running, seen, elapsed_before, start_batch = torch.zeros((), device=device), 0, 0.0, 0
+        stop = bool(cfg.patience and bad_epochs >= cfg.patience)
+        # the generator now holds the next epoch's start state
+        checkpoint(cfg.epochs + 1 if stop else epoch + 1, 0, sampler.generator.get_state(), 0.0)
+        if stop:
+            result.stopped_early = True
+            break
+    model.load_state_dict(result.best_state)
+    result.micro_batch_size, result.steps = micro, step
+    return result
+
+
+def _accumulate(net: nn.Module, ids: torch.Tensor, labels: torch.Tensor, micro: int, autocast: Callable[[], Any],
+                scaler: torch.amp.GradScaler, distributed: bool) -> torch.Tensor:
+    """Forward/backward over micro-batches of one batch; gradients add up to those of the batch mean loss.
+
+    Returns the batch's mean loss (a detached scalar on the device). Under DDP, gradients are averaged
+    across ranks only on the last micro-batch (no_sync on the others).
+    """
+    n = labels.size(0)
+    total = torch.zeros((), device=ids.device)
+    for start in range(0, n, micro):
+        last = start + micro >= n
+        sync = net.no_sync() if distributed and not last and hasattr(net, "no_sync") else nullcontext()
+        with sync:
+            with autocast():
+                logits = net(ids[start : start + micro])
+            loss = classification_loss(logits, labels[start : start + micro], reduction="sum") / n
+            if loss.dim() != 0:  # the article's multi-GPU trap: a vector of per-device losses cannot be backpropagated
+                raise RuntimeError(f"loss must be a scalar before backward(), got shape {tuple(loss.shape)}")
+            scaler.scale(loss).backward()
+        total += loss.detach()
+    return total
