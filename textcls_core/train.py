@@ -354,9 +354,14 @@ def train_model(model: nn.Module, train_set: EncodedDataset, val_set: EncodedDat
                 checkpoint(epoch, batch_in_epoch, sampler.epoch_start_state, time.perf_counter() - t0)
         bar.close()
         elapsed = time.perf_counter() - t0
-        train_loss = running.item() / max(seen, 1)
+        total_loss, total_seen = running.detach().clone(), seen
+        if dist.world_size > 1:  # every rank saw its own slice of each batch: sum them for the epoch's train loss
+            both = torch.stack([total_loss.float(), torch.tensor(float(seen), device=device)])
+            torch.distributed.all_reduce(both)
+            total_loss, total_seen = both[0], int(both[1].item())
+        train_loss = total_loss.item() / max(total_seen, 1)
         val = evaluate_model(model, val_loader, device, num_classes, autocast)
-        row = {"epoch": epoch, "train_loss": train_loss, **val, "train_samples_per_s": seen * dist.world_size / max(elapsed, 1e-9),
+        row = {"epoch": epoch, "train_loss": train_loss, **val, "train_samples_per_s": total_seen / max(elapsed, 1e-9),
                "epoch_seconds": elapsed}
         result.history.append(row)
         log_metrics({k: v for k, v in row.items() if k != "epoch"}, epoch)
