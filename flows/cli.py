@@ -12,6 +12,7 @@ from typing import Any
 
 from textcls_core.config import load_config
 from textcls_core.data import check_dataset_source
+from textcls_core.encoders import check_pretrained_source
 from textcls_core.errors import TextclsError
 
 EXIT_USER_ERROR = 2
@@ -65,6 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)  # fails before any work on a bad key or value
     d = cfg.data
     check_dataset_source(d.path, d.text_column, d.label_column, d.encoding, cfg.extra_columns())  # before a server or run starts
+    if cfg.model.name == "transformer":
+        check_pretrained_source(cfg.model.pretrained)
     _prepare_env(args)
     from flows.train import train_text_classifier
 

@@ -27,8 +27,12 @@ INPUT_EXAMPLE = ["这本书很好看", "质量太差了"]
 _REQUIREMENTS = ("torch", "jieba", "pandas", "numpy", "pydantic", "pyyaml", "scikit-learn", "mlflow")
 
 
-def pip_requirements() -> list[str]:
-    return [f"{name}=={version(name).split('+')[0]}" for name in _REQUIREMENTS]
+_PRETRAINED_REQUIREMENTS = ("transformers", "tokenizers", "safetensors")
+
+
+def pip_requirements(pretrained: bool = False) -> list[str]:
+    names = _REQUIREMENTS + (_PRETRAINED_REQUIREMENTS if pretrained else ())
+    return [f"{name}=={version(name).split('+')[0]}" for name in names]
 
 
 def config_sha256(cfg: Config) -> str:
@@ -66,7 +70,7 @@ def package_task(model_dir: str, metrics: dict[str, float], per_class: dict[str,
     with mlflow.start_run(run_id=tracking["run_id"]):
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(PYFUNC_FILE), artifacts={"model_dir": model_dir},
-            code_paths=[str(CORE_DIR)], input_example=INPUT_EXAMPLE, pip_requirements=pip_requirements())
+            code_paths=[str(CORE_DIR)], input_example=INPUT_EXAMPLE, pip_requirements=pip_requirements(cfg.model.name == "transformer"))
     provenance = {**tags, "config_sha256": config_sha256(cfg), "git_commit": git_commit()}
     mv = mlflow.register_model(info.model_uri, name, tags={**provenance, **{k: str(v) for k, v in metrics.items()}})
     prev_version, prev_value = champion_metric(client, name, metric)

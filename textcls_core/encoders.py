@@ -88,3 +88,20 @@ class PretrainedEncoder:
     @classmethod
     def load(cls, directory: Path, max_len: int) -> "PretrainedEncoder":
         return cls(load_tokenizer(directory / "hf"), max_len)
+
+
+def check_pretrained_source(source: str) -> None:
+    """Fail fast, before a server or a run starts, when model.pretrained names a local folder that cannot work.
+
+    Hub names (no path separator, not an existing folder) are left to from_pretrained, which may find them
+    in the local Hugging Face cache.
+    """
+    path = Path(source).expanduser()
+    looks_like_path = source.startswith((".", "/", "~")) or "\\" in source or source.count("/") > 1
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"model.pretrained: folder '{source}' has no config.json. Point it at a folder written by "
+                              "save_pretrained (config.json, model weights, tokenizer files).")
+    elif path.exists() or looks_like_path:
+        raise ConfigError(f"model.pretrained: '{source}' is not an existing folder. Pass the folder that holds the "
+                          "pretrained model's config.json, weights and tokenizer files.")
