@@ -1,4 +1,11 @@
-"""Data stages: analyze, clean, split. Each reads and writes files in the run folder and logs to MLflow."""
+"""Data stages: analyze, clean, split (and the segmentation helper of encode). Each reads and writes files in
+the run folder and logs to MLflow.
+
+The compute of each stage goes through an on-disk cache (textcls_core.cache) keyed by the content hash of its
+input, the config slice that shapes its output and the code that computes it; the task then copies the
+stage's files into the run folder and logs them, so a re-run with unchanged data and settings skips the
+work but every MLflow run still gets every metric, tag and artifact of its own.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -14,41 +23,90 @@ from prefect.runtime import flow_run
 
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_metrics_now
 from textcls_core.analyze import analyze_dataset, format_report, save_analysis_html
+from textcls_core.cache import Entry, StageCache, code_version, file_sha256, fingerprint, texts_sha256
 from textcls_core.clean import check_quality, clean_dataset
-from textcls_core.config import CleanConfig, DataConfig, SplitConfig
+from textcls_core.config import CleanConfig, DataConfig, RunConfig, SplitConfig
 from textcls_core.data import read_dataset, sample_rows
 from textcls_core.split import SPLITS, hash_frame, remove_cross_split_duplicates, split_dataset
+from textcls_core.tokenize import segment_texts
+
+REPORT_FILES = ("json", "md", "html")
+# what each stage's output depends on besides its input and config: a change here re-computes it
+_ANALYZE_CODE = ("textcls_core.data", "textcls_core.analyze", "textcls_core.tokenize", "textcls_core.report", "tasks.data")
 
 
-def _write_report(stats: dict[str, Any], df: pd.DataFrame, out_dir: Path, stem: str, title: str) -> list[Path]:
+def stage_cache(tracking: dict[str, Any]) -> StageCache:
+    """The data-stage cache of this run: tracking["cache_dir"] when the flow sets it ("" = run.cache off),
+    else run.cache / run.cache_dir's defaults, resolved against the current directory."""
+    if "cache_dir" in tracking:
+        return StageCache.at(tracking["cache_dir"] or None)
+    defaults = RunConfig()
+    return StageCache.at(defaults.cache_dir if defaults.cache else None)
+
+
+def _record_cache(tracking: dict[str, Any], stage: str, cache: StageCache, entry: Entry | None, hit: bool) -> dict[str, float]:
+    """Tag textcls.cache.<stage> = hit | miss | off, log it, and return the cache_hit_<stage> metric to log."""
+    state = "off" if cache.root is None else "hit" if hit else "miss"
+    client_for(tracking["tracking_uri"]).set_tag(tracking["run_id"], f"textcls.cache.{stage}", state)
+    where = f" ({entry.path})" if entry is not None and not entry.scratch else ""
+    get_run_logger().info("%s: cache %s%s", stage, state, where)
+    return {f"cache_hit_{stage}": 1.0 if hit else 0.0}
+
+
+def _write_report(stats: dict[str, Any], df: pd.DataFrame, out_dir: Path, stem: str, title: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    js, md = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    js.write_text(json.dumps(stats, ensure_ascii=False, indent=2), encoding="utf-8")
-    md.write_text(format_report(stats, title), encoding="utf-8")
-    html = save_analysis_html(stats, df, out_dir / f"{stem}.html", title)
+    (out_dir / f"{stem}.json").write_text(json.dumps(stats, ensure_ascii=False, indent=2), encoding="utf-8")
+    (out_dir / f"{stem}.md").write_text(format_report(stats, title), encoding="utf-8")
+    save_analysis_html(stats, df, out_dir / f"{stem}.html", title)
+
+
+def _place_report(entry: Entry, run_dir: Path, stem: str, title: str) -> list[Path]:
+    """Copy a report into the run folder and publish its markdown as a Prefect artifact (every run)."""
+    files = [entry.copy_to(f"{stem}.{ext}", run_dir / "reports" / f"{stem}.{ext}") for ext in REPORT_FILES]
     if flow_run.id:
-        create_markdown_artifact(f"```\n{md.read_text(encoding='utf-8')}```\n", key=stem.replace("_", "-"), description=title)
-    return [js, md, html]
+        create_markdown_artifact(f"```\n{files[1].read_text(encoding='utf-8')}```\n", key=stem.replace("_", "-"), description=title)
+    return files
+
+
+def _source_id(path: str, cache: StageCache) -> dict[str, str]:
+    """What identifies the input: the builtin's name (its package version is in code_version), or the file's
+    content hash and format; a missing file gets no hash (reading it then fails with the clear error)."""
+    if path.startswith("builtin:"):
+        return {"builtin": path}
+    p = Path(path)
+    return {"sha256": cache.file_sha256(p), "format": p.suffix.lower()} if p.is_file() else {"missing": path}
 
 
 @task(name="analyze", cache_policy=NO_CACHE)
 def analyze_task(data_cfg: DataConfig, extra_columns: list[str], seed: int, tracking: dict[str, Any]) -> dict[str, Any]:
     """Read the source once (to raw.parquet), then report class balance, lengths, duplicates, conflicts."""
     run_dir = Path(tracking["run_dir"])
-    df = read_dataset(data_cfg.path, data_cfg.text_column, data_cfg.label_column, data_cfg.encoding, extra_columns)
-    rows_read = len(df)
-    df = sample_rows(df, data_cfg.max_rows, seed)
-    raw_path = run_dir / "data" / "raw.parquet"
-    raw_path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(raw_path, index=False)
-    stats = analyze_dataset(df, seed=seed) | {"rows_read": rows_read, "rows_sampled": len(df)}
-    files = _write_report(stats, df, run_dir / "reports", "analysis", "Dataset analysis (before cleaning)")
-    raw_hash = hash_frame(df)
+    cache = stage_cache(tracking)
+    title = "Dataset analysis (before cleaning)"
+
+    def build(folder: Path) -> dict[str, Any]:
+        df = read_dataset(data_cfg.path, data_cfg.text_column, data_cfg.label_column, data_cfg.encoding, extra_columns,
+                          data_cfg.chunk_rows)
+        rows_read = len(df)
+        df = sample_rows(df, data_cfg.max_rows, seed)
+        df.to_parquet(folder / "raw.parquet", index=False)
+        stats = analyze_dataset(df, seed=seed) | {"rows_read": rows_read, "rows_sampled": len(df)}
+        _write_report(stats, df, folder, "analysis", title)
+        return {"stats": stats, "raw_sha256": hash_frame(df)}
+
+    key = fingerprint("analyze", _source_id(data_cfg.path, cache), data_cfg.model_dump(exclude={"path", "chunk_rows"}),
+                      list(extra_columns), seed, code_version(*_ANALYZE_CODE)) if cache.root else ""
+    entry = cache.run("analyze", key, build, scratch=run_dir / "data")
+    raw_path = entry.copy_to("raw.parquet", run_dir / "data" / "raw.parquet")
+    files = _place_report(entry, run_dir, "analysis", title)
+    entry.release()
+    stats, raw_hash = entry.meta["stats"], entry.meta["raw_sha256"]
     client_for(tracking["tracking_uri"]).set_tag(tracking["run_id"], "textcls.raw_data_sha256", raw_hash)
-    log_metrics_now(tracking, {"data_rows_read": rows_read, "data_rows": len(df), "data_classes": stats["classes"],
-                               "data_conflicting_texts": stats["conflicting_texts"], "data_duplicate_rows": stats["duplicate_rows"]})
+    hit = _record_cache(tracking, "analyze", cache, entry, entry.hit)
+    log_metrics_now(tracking, {"data_rows_read": stats["rows_read"], "data_rows": stats["rows_sampled"], "data_classes": stats["classes"],
+                               "data_conflicting_texts": stats["conflicting_texts"], "data_duplicate_rows": stats["duplicate_rows"]} | hit)
     log_artifacts(tracking, files, "reports")
-    get_run_logger().info("analyze: %d rows, %d classes %s", len(df), stats["classes"], stats["class_counts"])
+    get_run_logger().info("analyze: %d rows, %d classes %s", stats["rows_sampled"], stats["classes"], stats["class_counts"])
     return {"raw_path": str(raw_path), "stats": stats, "raw_sha256": raw_hash}
 
 
@@ -56,27 +114,53 @@ def analyze_task(data_cfg: DataConfig, extra_columns: list[str], seed: int, trac
 def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: dict[str, Any]) -> dict[str, Any]:
     """Normalise and filter; every dropped row goes to dropped.csv with its reason."""
     run_dir = Path(tracking["run_dir"])
-    df = pd.read_parquet(raw_path)
-    kept, dropped, rules = clean_dataset(df, clean_cfg)
-    kept_path, dropped_path = run_dir / "data" / "clean.parquet", run_dir / "data" / "dropped.csv"
-    kept.to_parquet(kept_path, index=False)
-    dropped.to_csv(dropped_path, index=False, encoding="utf-8")
-    reasons = {str(k): int(v) for k, v in dropped["reason"].value_counts().sort_index().items()}
-    counts = {"rows_in": len(df), "rows_kept": len(kept), "rows_dropped": len(dropped), "dropped_by_reason": reasons}
-    (run_dir / "reports" / "cleaning.json").write_text(json.dumps(counts | {"rules": rules}, ensure_ascii=False, indent=2), encoding="utf-8")
-    log_metrics_now(tracking, {"clean_rows_kept": len(kept), "clean_rows_dropped": len(dropped)}
-                    | {f"clean_dropped_{k}": v for k, v in reasons.items()})
-    log_artifacts(tracking, [dropped_path, run_dir / "reports" / "cleaning.json"], "data")
+    cache = stage_cache(tracking)
+
+    def build(folder: Path) -> dict[str, Any]:
+        df = pd.read_parquet(raw_path)
+        kept, dropped, rules = clean_dataset(df, clean_cfg)
+        kept.to_parquet(folder / "clean.parquet", index=False)
+        dropped.to_csv(folder / "dropped.csv", index=False, encoding="utf-8")
+        reasons = {str(k): int(v) for k, v in dropped["reason"].value_counts().sort_index().items()}
+        counts = {"rows_in": len(df), "rows_kept": len(kept), "rows_dropped": len(dropped), "dropped_by_reason": reasons}
+        (folder / "cleaning.json").write_text(json.dumps(counts | {"rules": rules}, ensure_ascii=False, indent=2), encoding="utf-8")
+        return counts | {"rules": rules}
+
+    # the gates (max_drop_share, min_class_examples) do not change the output: they are checked on every run
+    key = fingerprint("clean", file_sha256(raw_path), clean_cfg.model_dump(exclude={"max_drop_share", "min_class_examples"}),
+                      code_version("textcls_core.clean", "tasks.data")) if cache.root else ""
+    entry = cache.run("clean", key, build, scratch=run_dir / "data")
+    kept_path = entry.copy_to("clean.parquet", run_dir / "data" / "clean.parquet")
+    dropped_path = entry.copy_to("dropped.csv", run_dir / "data" / "dropped.csv")
+    report_path = entry.copy_to("cleaning.json", run_dir / "reports" / "cleaning.json")
+    entry.release()
+    counts = {k: entry.meta[k] for k in ("rows_in", "rows_kept", "rows_dropped", "dropped_by_reason")}
+    reasons = counts["dropped_by_reason"]
+    hit = _record_cache(tracking, "clean", cache, entry, entry.hit)
+    log_metrics_now(tracking, {"clean_rows_kept": counts["rows_kept"], "clean_rows_dropped": counts["rows_dropped"]}
+                    | {f"clean_dropped_{k}": v for k, v in reasons.items()} | hit)
+    log_artifacts(tracking, [dropped_path, report_path], "data")
     log = get_run_logger()
-    for r in rules:
+    for r in entry.meta["rules"]:
         if r["changed"] or r["dropped"]:
             log.info("clean rule %-28s changed %6d  dropped %6d", r["rule"], r["changed"], r["dropped"])
-    log.info("clean: %d in = %d kept + %d dropped %s", len(df), len(kept), len(dropped), reasons)
-    check_quality(len(df), kept, clean_cfg)  # after dropped.csv is written, so the user can see why
-    after = analyze_dataset(kept)  # the same report on what training will see
-    files = _write_report(after, kept, run_dir / "reports", "analysis_after_cleaning", "Dataset analysis (after cleaning)")
+    log.info("clean: %d in = %d kept + %d dropped %s", counts["rows_in"], counts["rows_kept"], counts["rows_dropped"], reasons)
+    # after dropped.csv is written, so the user can see why; the labels are all the gates need
+    check_quality(counts["rows_in"], pd.read_parquet(kept_path, columns=["label"]), clean_cfg)
+    title = "Dataset analysis (after cleaning)"
+
+    def build_after(folder: Path) -> dict[str, Any]:
+        kept = pd.read_parquet(kept_path)
+        after = analyze_dataset(kept)  # the same report on what training will see
+        _write_report(after, kept, folder, "analysis_after_cleaning", title)
+        return {"stats": after}
+
+    after_entry = cache.run("analysis_after_cleaning", fingerprint(key, code_version(*_ANALYZE_CODE)) if key else "",
+                            build_after, scratch=run_dir / "data")
+    files = _place_report(after_entry, run_dir, "analysis_after_cleaning", title)
+    after_entry.release()
     log_artifacts(tracking, files, "reports")
-    log_metrics_now(tracking, {"data_recommended_max_len": after["recommended_max_len"]})
+    log_metrics_now(tracking, {"data_recommended_max_len": after_entry.meta["stats"]["recommended_max_len"]})
     return {"clean_path": str(kept_path), "dropped_path": str(dropped_path)} | counts
 
 
@@ -84,27 +168,67 @@ def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: dict[str, Any]) 
 def split_task(clean_path: str, split_cfg: SplitConfig, seed: int, tracking: dict[str, Any]) -> dict[str, Any]:
     """Stratified train/val/test Parquet files with content hashes logged to MLflow."""
     run_dir = Path(tracking["run_dir"])
-    df = pd.read_parquet(clean_path)
-    parts = split_dataset(df, split_cfg.val_fraction, split_cfg.test_fraction, seed,
-                          f"meta_{split_cfg.column}" if split_cfg.column else "",
-                          f"meta_{split_cfg.group_column}" if split_cfg.group_column else "")
-    parts, leaked = remove_cross_split_duplicates(parts)  # a no-op for the default split, which splits by text
-    if len(leaked):
-        leaked.to_csv(run_dir / "data" / "leakage_removed.csv", index=False, encoding="utf-8")
-        get_run_logger().warning("split: removed %d val/test rows whose text is also in an earlier split", len(leaked))
-    out: dict[str, Any] = {"paths": {}, "sha256": {}, "rows": {}}
-    for name in SPLITS:
-        path = run_dir / "data" / f"{name}.parquet"
-        parts[name].to_parquet(path, index=False)
-        out["paths"][name], out["sha256"][name], out["rows"][name] = str(path), hash_frame(parts[name]), len(parts[name])
-    out["dataset_sha256"] = hash_frame(df)
-    out["leakage_removed"] = len(leaked)
+    cache = stage_cache(tracking)
+
+    def build(folder: Path) -> dict[str, Any]:
+        df = pd.read_parquet(clean_path)
+        parts = split_dataset(df, split_cfg.val_fraction, split_cfg.test_fraction, seed,
+                              f"meta_{split_cfg.column}" if split_cfg.column else "",
+                              f"meta_{split_cfg.group_column}" if split_cfg.group_column else "")
+        parts, leaked = remove_cross_split_duplicates(parts)  # a no-op for the default split, which splits by text
+        if len(leaked):
+            leaked.to_csv(folder / "leakage_removed.csv", index=False, encoding="utf-8")
+        for name in SPLITS:
+            parts[name].to_parquet(folder / f"{name}.parquet", index=False)
+        return {"sha256": {n: hash_frame(parts[n]) for n in SPLITS}, "rows": {n: len(parts[n]) for n in SPLITS},
+                "dataset_sha256": hash_frame(df), "leakage_removed": len(leaked)}
+
+    key = fingerprint("split", file_sha256(clean_path), split_cfg.model_dump(), seed,
+                      code_version("textcls_core.split", "tasks.data")) if cache.root else ""
+    entry = cache.run("split", key, build, scratch=run_dir / "data")
+    out: dict[str, Any] = {"paths": {n: str(entry.copy_to(f"{n}.parquet", run_dir / "data" / f"{n}.parquet")) for n in SPLITS},
+                           "sha256": entry.meta["sha256"], "rows": entry.meta["rows"],
+                           "dataset_sha256": entry.meta["dataset_sha256"], "leakage_removed": entry.meta["leakage_removed"]}
+    if out["leakage_removed"]:
+        entry.copy_to("leakage_removed.csv", run_dir / "data" / "leakage_removed.csv")
+        get_run_logger().warning("split: removed %d val/test rows whose text is also in an earlier split", out["leakage_removed"])
+    entry.release()
     client = client_for(tracking["tracking_uri"])
     client.set_tag(tracking["run_id"], "textcls.dataset_sha256", out["dataset_sha256"])
     for name in SPLITS:
         client.set_tag(tracking["run_id"], f"textcls.{name}_sha256", out["sha256"][name])
-    log_metrics_now(tracking, {f"split_{k}_rows": v for k, v in out["rows"].items()})
+    hit = _record_cache(tracking, "split", cache, entry, entry.hit)
+    log_metrics_now(tracking, {f"split_{k}_rows": v for k, v in out["rows"].items()} | hit)
     (run_dir / "data" / "splits.json").write_text(json.dumps(out, indent=2), encoding="utf-8")
     log_artifacts(tracking, [run_dir / "data" / "splits.json"], "data")
     get_run_logger().info("split: %s", out["rows"])
+    return out
+
+
+def segment_splits(frames: dict[str, pd.DataFrame], workers: int, tracking: dict[str, Any]) -> dict[str, list[list[str]]]:
+    """jieba tokens per split for the encode stage: every split in one parallel pass (tokenize.workers), cached
+    by the content hash of the texts (jieba's version and the segmentation code are in the key)."""
+    cache = stage_cache(tracking)
+    texts = [t for name in SPLITS for t in frames[name]["text"].tolist()]
+    computed: dict[str, list[list[str]]] = {}
+
+    def build(folder: Path) -> dict[str, Any]:
+        computed["tokens"] = segment_texts(texts, workers)
+        pq.write_table(pa.table({"tokens": pa.array(computed["tokens"], type=pa.list_(pa.string()))}), folder / "tokens.parquet")
+        return {"texts": len(texts)}
+
+    entry, hit = None, False
+    if cache.root is None:
+        tokens = segment_texts(texts, workers)
+    else:
+        entry = cache.run("segment", fingerprint("segment", texts_sha256(texts), code_version("textcls_core.tokenize")), build,
+                          scratch=Path(tracking["run_dir"]))
+        hit, tokens = entry.hit, computed.get("tokens")
+        if tokens is None:
+            tokens = pq.read_table(entry.file("tokens.parquet")).column("tokens").to_pylist()
+            assert len(tokens) == len(texts), f"cache entry {entry.path} holds {len(tokens)} token lists for {len(texts)} texts"
+    log_metrics_now(tracking, _record_cache(tracking, "segment", cache, entry, hit))
+    out, start = {}, 0
+    for name in SPLITS:
+        out[name], start = tokens[start : start + len(frames[name])], start + len(frames[name])
     return out

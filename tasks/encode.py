@@ -10,10 +10,11 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.data import segment_splits
 from tasks.tracking import get_run_logger, log_artifacts, log_metrics_now
 from textcls_core.config import TokenizeConfig
 from textcls_core.split import SPLITS
-from textcls_core.tokenize import build_vocab, encode_tokens, oov_rate, segment_texts
+from textcls_core.tokenize import build_vocab, encode_tokens, oov_rate
 
 
 @task(name="encode", cache_policy=NO_CACHE)
@@ -22,7 +23,7 @@ def encode_task(split_paths: dict[str, str], tok_cfg: TokenizeConfig, tracking: 
     out_dir = Path(tracking["run_dir"]) / "encoded"
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = {name: pd.read_parquet(split_paths[name]) for name in SPLITS}
-    tokens = {name: segment_texts(frames[name]["text"]) for name in SPLITS}
+    tokens = segment_splits(frames, tok_cfg.workers, tracking)  # parallel jieba, cached by the texts' content hash
     itos = build_vocab(tokens["train"], tok_cfg.min_freq, tok_cfg.max_vocab)
     stoi = {w: i for i, w in enumerate(itos)}
     labels = sorted(frames["train"]["label"].unique().tolist())

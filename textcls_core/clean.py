@@ -104,28 +104,41 @@ def _resolve_conflicts(df: pd.DataFrame, policy: str) -> tuple[pd.DataFrame, pd.
     return kept, conflicted[~keep_mask].assign(reason="conflicting_label_minority")
 
 
-def _examples(before: pd.Series, after: pd.Series, mask: pd.Series, n: int = 3) -> list[dict[str, str]]:
-    return [{"before": b[:120], "after": a[:120]} for b, a in zip(before[mask].head(n), after[mask].head(n))]
+def _apply_rules(texts: pd.Series, cfg: CleanConfig, chunk_rows: int = 50000) -> tuple[pd.Series, list[dict]]:
+    """Every enabled rule over the texts, a chunk at a time: only one chunk exists as Python strings, so a
+    large file's compact (Arrow) text column is not expanded into objects several times over.
+    Returns the new texts (same index and dtype) and per rule the rows changed with up to 3 examples."""
+    rules = text_rules(cfg)
+    report = [{"rule": name, "changed": 0, "dropped": 0, "examples": []} for name, _ in rules]
+    parts = []
+    for start in range(0, len(texts), chunk_rows):
+        part = texts.iloc[start : start + chunk_rows]
+        cur = part.tolist()
+        for entry, (_, rule) in zip(report, rules):
+            new = [rule(t) for t in cur]
+            for b, a in zip(cur, new):
+                if b != a:
+                    entry["changed"] += 1
+                    if len(entry["examples"]) < 3:
+                        entry["examples"].append({"before": b[:120], "after": a[:120]})
+            cur = new
+        parts.append(pd.Series(cur, index=part.index, dtype=texts.dtype))
+    return (pd.concat(parts) if parts else texts.copy()), report
 
 
 def clean_dataset(df: pd.DataFrame, cfg: CleanConfig) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
     """Return (kept, dropped, report). `dropped` has the original row_id, text, label and a reason;
     `report` has one entry per rule and filter: rows changed or dropped, with a few examples."""
     work = df.copy()
-    report: list[dict] = []
-    for name, rule in text_rules(cfg):
-        before = work["text"]
-        after = before.map(rule)
-        changed = before != after
-        report.append({"rule": name, "changed": int(changed.sum()), "dropped": 0, "examples": _examples(before, after, changed)})
-        work["text"] = after
+    work["text"], report = _apply_rules(df["text"], cfg)
+    raw = df.set_index("row_id")["text"]
     dropped = []
 
     def drop(mask: pd.Series, reason: str) -> None:
         nonlocal work
         dropped.append(work[mask].assign(reason=reason))
         report.append({"rule": reason, "changed": 0, "dropped": int(mask.sum()),
-                       "examples": [{"before": t[:120], "after": ""} for t in df.set_index("row_id").loc[work.loc[mask, "row_id"], "text"].head(3)]})
+                       "examples": [{"before": t[:120], "after": ""} for t in raw.loc[work.loc[mask, "row_id"].head(3)]]})
         work = work[~mask]
 
     drop(work["text"] == "", "empty_text")
@@ -140,14 +153,15 @@ def clean_dataset(df: pd.DataFrame, cfg: CleanConfig) -> tuple[pd.DataFrame, pd.
                    "examples": [{"before": t[:120], "after": ""} for t in conflicts["text"].head(3)]})
     if cfg.drop_duplicates:
         dup = work.duplicated(["text", "label"], keep="first")
-        raw = df.set_index("row_id")["text"]
-        first_raw = work.assign(raw=raw.loc[work["row_id"]].to_numpy()).groupby(["text", "label"])["raw"].transform("first")
-        exact = dup & (raw.loc[work["row_id"]].to_numpy() == first_raw.to_numpy())
+        # .array, not .to_numpy(): keeps the original texts compact instead of one Python object per row
+        raw_of_work = pd.Series(raw.loc[work["row_id"]].array, index=work.index)
+        first_raw = work.assign(raw=raw_of_work).groupby(["text", "label"])["raw"].transform("first")
+        exact = dup & (raw_of_work == first_raw)
         drop(exact, "duplicate")
         drop(work.duplicated(["text", "label"], keep="first"), "duplicate_normalized")
     dropped_df = pd.concat(dropped, ignore_index=True)[["row_id", "text", "label", "reason"]]
     # report dropped rows with their original text so a human can find them in the source file
-    dropped_df["text"] = dropped_df["row_id"].map(df.set_index("row_id")["text"])
+    dropped_df["text"] = dropped_df["row_id"].map(raw)
     kept = work.reset_index(drop=True)
     assert len(kept) + len(dropped_df) == len(df), "clean_dataset lost rows"
     return kept, dropped_df.sort_values("row_id").reset_index(drop=True), report
