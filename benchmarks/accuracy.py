@@ -1,8 +1,9 @@
-"""Test accuracy of the default TextCNN against a TF-IDF + logistic regression baseline, same splits.
+"""Test accuracy of a word model (default: conf/default.yaml's TextCNN) against TF-IDF + logistic regression, same splits.
 
-For each seed: clean and split the built-in corpus as the pipeline does, train the default config's
-TextCNN (model selection on val), and fit word 1-2-gram TF-IDF + logistic regression on the same train
-split; print both test accuracies. Run: .venv/bin/python benchmarks/accuracy.py --seeds 42 1 2
+For each seed: clean and split the built-in corpus as the pipeline does, train the config's model
+(model selection on val), and fit word 1-2-gram TF-IDF + logistic regression on the same train
+split; print both test accuracies.
+Run: .venv/bin/python benchmarks/accuracy.py --seeds 42 1 2 [--config conf/bilstm.yaml]
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from torch.utils.data import DataLoader
 
-from textcls_core.batching import BucketBatchSampler, EncodedDataset, collate_batch
+from textcls_core.batching import EncodedDataset, collate_batch
 from textcls_core.clean import clean_dataset
-from textcls_core.config import Config
+from textcls_core.config import Config, load_config
 from textcls_core.data import read_dataset
-from textcls_core.predictor import build_model
+from textcls_core.models import build_model, min_batch_len
 from textcls_core.split import split_dataset
 from textcls_core.tokenize import build_vocab, encode_tokens, segment_texts
 from textcls_core.train import evaluate_loss_accuracy, set_seed, train_model
@@ -33,8 +34,7 @@ def _ngrams(words: list[str]) -> list[str]:
     return words + [a + " " + b for a, b in zip(words, words[1:])]
 
 
-def run_seed(seed: int, kept) -> tuple[float, float, float]:
-    cfg = Config()
+def run_seed(seed: int, kept, cfg: Config) -> tuple[float, float, float]:
     cfg.train.progress = False
     parts = split_dataset(kept, cfg.split.val_fraction, cfg.split.test_fraction, seed)
     tokens = {k: segment_texts(v["text"]) for k, v in parts.items()}
@@ -44,15 +44,13 @@ def run_seed(seed: int, kept) -> tuple[float, float, float]:
     itos = build_vocab(tokens["train"], cfg.tokenize.min_freq, cfg.tokenize.max_vocab)
     stoi = {w: i for i, w in enumerate(itos)}
     data = {k: EncodedDataset(encode_tokens(tokens[k], stoi, cfg.tokenize.max_len), y[k]) for k in parts}
-    collate = partial(collate_batch, max_len=cfg.tokenize.max_len, min_len=max(cfg.model.kernel_sizes))
+    collate = partial(collate_batch, max_len=cfg.tokenize.max_len, min_len=min_batch_len(cfg.model))
     set_seed(seed)
-    sampler = BucketBatchSampler([len(x) for x in data["train"].ids], cfg.train.batch_size, torch.Generator().manual_seed(seed))
-    train = DataLoader(data["train"], batch_sampler=sampler, collate_fn=collate)
-    val, test = (DataLoader(data[k], batch_size=256, collate_fn=collate) for k in ("val", "test"))
+    test = DataLoader(data["test"], batch_size=256, collate_fn=collate)
     t0 = time.perf_counter()
     model = build_model(cfg.model, len(itos), len(labels))
-    train_model(model, train, val, cfg.train, torch.device("cpu"), len(labels))
-    cnn_acc = evaluate_loss_accuracy(model, test, torch.device("cpu"))[1]
+    train_model(model, data["train"], data["val"], cfg.train, torch.device("cpu"), len(labels), collate, seed=seed)
+    cnn_acc = evaluate_loss_accuracy(model, test, torch.device("cpu"), len(labels))[1]
     cnn_s = time.perf_counter() - t0
 
     vec = TfidfVectorizer(analyzer=_ngrams, sublinear_tf=True)
@@ -64,16 +62,19 @@ def run_seed(seed: int, kept) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--config", default="conf/default.yaml")
+    parser.add_argument("--set", action="append", default=[], help="config override, e.g. train.epochs=3")
     args = parser.parse_args()
-    cfg = Config()
+    cfg = load_config(args.config, args.set)
+    name = cfg.model.name
     kept, _, _ = clean_dataset(read_dataset(cfg.data.path), cfg.clean)
     rows = []
     for seed in args.seeds:
-        cnn, lr, secs = run_seed(seed, kept)
+        cnn, lr, secs = run_seed(seed, kept, cfg.model_copy(deep=True))
         rows.append((cnn, lr))
-        print(f"seed {seed:3d}: TextCNN {cnn:.4f} ({secs:.0f} s)   TF-IDF+LR {lr:.4f}   difference {cnn - lr:+.4f}", flush=True)
+        print(f"seed {seed:3d}: {name} {cnn:.4f} ({secs:.0f} s)   TF-IDF+LR {lr:.4f}   difference {cnn - lr:+.4f}", flush=True)
     cnn_m, lr_m = np.mean(rows, axis=0)
-    print(f"mean over {len(rows)} seeds: TextCNN {cnn_m:.4f}   TF-IDF+LR {lr_m:.4f}   ratio {cnn_m / lr_m:.3f}")
+    print(f"mean over {len(rows)} seeds: {name} {cnn_m:.4f}   TF-IDF+LR {lr_m:.4f}   ratio {cnn_m / lr_m:.3f}")
     print(f"torch {torch.__version__}, scikit-learn {sklearn.__version__}, python {platform.python_version()}, {platform.machine()}")
 
 

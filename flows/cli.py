@@ -13,7 +13,7 @@ from typing import Any
 from textcls_core.config import load_config
 from textcls_core.data import check_dataset_source
 from textcls_core.encoders import check_pretrained_source
-from textcls_core.errors import TextclsError
+from textcls_core.errors import ConfigError, TextclsError
 
 EXIT_USER_ERROR = 2
 
@@ -64,6 +64,13 @@ def _prepare_env(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)  # fails before any work on a bad key or value
+    resume_run_id = None
+    if args.resume:
+        if args.set:
+            raise ConfigError("--resume takes the interrupted run's own config; drop the --set options.")
+        from tasks.tracking import resolve_resume, resolve_tracking_uri
+
+        cfg, resume_run_id = resolve_resume(args.resume, resolve_tracking_uri(cfg.tracking.uri))
     d = cfg.data
     check_dataset_source(d.path, d.text_column, d.label_column, d.encoding, cfg.extra_columns())  # before a server or run starts
     if cfg.model.name == "transformer":
@@ -71,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _prepare_env(args)
     from flows.train import train_text_classifier
 
-    summary = train_text_classifier(config=cfg, summary_path=args.summary)
+    summary = train_text_classifier(config=cfg, summary_path=args.summary, resume_run_id=resume_run_id)
     print_summary(summary)
     if args.summary:
         print(f"summary JSON    {args.summary}")
@@ -157,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
         p.set_defaults(func=fn)
     sub.choices["run"].add_argument("--summary", metavar="PATH", help="also write the run summary JSON here")
+    sub.choices["run"].add_argument("--resume", metavar="RUN", help="resume an interrupted run: its folder (runs/<run>) or MLflow run id")
     sub.choices["evaluate"].add_argument("--model", required=True, metavar="URI", help="models:/<name>@<alias> or models:/<name>/<version>")
     sub.choices["predict"].add_argument("--input", required=True, metavar="FILE", help=".csv, .tsv, .jsonl, .parquet or .xlsx")
     sub.choices["predict"].add_argument("--output", required=True, metavar="FILE", help=".csv or .parquet")

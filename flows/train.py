@@ -18,9 +18,13 @@ from textcls_core.config import Config
 
 
 @flow(name="train-text-classifier", validate_parameters=True)
-def train_text_classifier(config: Config = Config(), summary_path: str | None = None) -> dict[str, Any]:
-    """Train, evaluate and register a Chinese text classifier; returns the run summary."""
-    tracking = start_tracking(config)
+def train_text_classifier(config: Config = Config(), summary_path: str | None = None,
+                          resume_run_id: str | None = None) -> dict[str, Any]:
+    """Train, evaluate and register a Chinese text classifier; returns the run summary.
+
+    resume_run_id: an interrupted run's MLflow run id; its folder is reused and training resumes from its checkpoint.
+    """
+    tracking = start_tracking(config, resume_run_id)
     try:
         analysis = analyze_task(config.data, config.extra_columns(), config.run.seed, tracking)
         cleaning = clean_task(analysis["raw_path"], config.clean, tracking)

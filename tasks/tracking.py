@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -18,7 +19,8 @@ from prefect.exceptions import MissingContextError
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from textcls_core.config import Config
+from textcls_core.config import Config, build_config
+from textcls_core.errors import ConfigError
 
 
 def get_run_logger() -> logging.Logger | logging.LoggerAdapter:
@@ -52,25 +54,38 @@ def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
 
 
 @task(name="start-tracking", cache_policy=NO_CACHE)
-def start_tracking(cfg: Config) -> dict[str, Any]:
-    """Create the MLflow run (tagged with the Prefect flow run id, and vice versa) and the run folder."""
+def start_tracking(cfg: Config, resume_run_id: str | None = None) -> dict[str, Any]:
+    """Create the MLflow run (tagged with the Prefect flow run id, and vice versa) and the run folder.
+
+    With resume_run_id, reopen that run and its folder instead: training then resumes from its checkpoint.
+    """
     uri = resolve_tracking_uri(cfg.tracking.uri)
     client = client_for(uri)
     exp_id = _experiment_id(client, cfg.tracking.experiment, uri)
     prefect_id = str(flow_run.id) if flow_run.id else ""
-    run = client.create_run(exp_id, run_name=flow_run.name or None, tags={
-        "prefect.flow_run_id": prefect_id, "prefect.flow_run_name": flow_run.name or "", "textcls.data_path": cfg.data.path})
-    run_id = run.info.run_id
-    params = [Param(k, str(v)[:6000]) for k, v in cfg.flat().items()]
-    for i in range(0, len(params), 100):
-        client.log_batch(run_id, params=params[i : i + 100])
-    client.log_dict(run_id, cfg.model_dump(), "config/resolved_config.yaml")
-    run_dir = (Path(cfg.run.output_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{run_id[:8]}").resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    client.set_tag(run_id, "textcls.run_dir", str(run_dir))
+    if resume_run_id:
+        run = client.get_run(resume_run_id)
+        run_id, exp_id = run.info.run_id, run.info.experiment_id
+        run_dir = Path(run.data.tags["textcls.run_dir"])
+        client.update_run(run_id, status="RUNNING")
+        client.set_tag(run_id, "textcls.resumed_by_prefect_flow_run_id", prefect_id)
+    else:
+        run = client.create_run(exp_id, run_name=flow_run.name or None, tags={
+            "prefect.flow_run_id": prefect_id, "prefect.flow_run_name": flow_run.name or "", "textcls.data_path": cfg.data.path})
+        run_id = run.info.run_id
+        params = [Param(k, str(v)[:6000]) for k, v in cfg.flat().items()]
+        for i in range(0, len(params), 100):
+            client.log_batch(run_id, params=params[i : i + 100])
+        client.log_dict(run_id, cfg.model_dump(), "config/resolved_config.yaml")
+        run_dir = (Path(cfg.run.output_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{run_id[:8]}").resolve()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(cfg.model_dump_json(indent=2), encoding="utf-8")  # what --resume reads back
+        (run_dir / "mlflow_run.json").write_text(json.dumps({"run_id": run_id, "tracking_uri": uri}), encoding="utf-8")
+        client.set_tag(run_id, "textcls.run_dir", str(run_dir))
     if prefect_id:
         _tag_flow_run(prefect_id, f"mlflow_run_id:{run_id}")
-    get_run_logger().info("MLflow run %s in experiment '%s' at %s; files in %s", run_id, cfg.tracking.experiment, uri, run_dir)
+    get_run_logger().info("MLflow run %s%s in experiment '%s' at %s; files in %s", run_id, " (resumed)" if resume_run_id else "",
+                          cfg.tracking.experiment, uri, run_dir)
     return {"run_id": run_id, "tracking_uri": uri, "experiment_id": exp_id, "run_dir": str(run_dir),
             "prefect_flow_run_id": prefect_id}
 
@@ -119,3 +134,22 @@ def log_artifacts(tracking: dict[str, Any], paths: list[str | Path], artifact_pa
     client = client_for(tracking["tracking_uri"])
     for p in paths:
         client.log_artifact(tracking["run_id"], str(p), artifact_path)
+
+
+def resolve_resume(target: str, tracking_uri: str) -> tuple[Config, str]:
+    """The config and MLflow run id of an interrupted run, from its run folder or its MLflow run id."""
+    folder = Path(target)
+    if folder.is_dir():
+        facts_path = folder / "mlflow_run.json"
+        if not facts_path.is_file():
+            raise ConfigError(f"--resume: '{target}' is not a textcls run folder (no mlflow_run.json). Pass runs/<run> or an MLflow run id.")
+        run_id = json.loads(facts_path.read_text(encoding="utf-8"))["run_id"]
+    else:
+        run_id = target
+        try:
+            folder = Path(client_for(tracking_uri).get_run(run_id).data.tags["textcls.run_dir"])
+        except Exception:
+            raise ConfigError(f"--resume: '{target}' is neither a run folder nor an MLflow run id in {tracking_uri}. "
+                              "Pass runs/<run> or the run id printed by textcls run.") from None
+    raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    return build_config(raw, source=str(folder / "config.json")), run_id
