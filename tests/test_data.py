@@ -132,3 +132,36 @@ def test_script_share_and_distinctive_tokens(tmp_path):
     df = pd.DataFrame({"row_id": range(12), "text": ["质量很好"] * 6 + ["质量太差"] * 6, "label": ["pos"] * 6 + ["neg"] * 6})
     html = save_analysis_html(analyze_dataset(df), df, tmp_path / "a.html", "t").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == 2 and "Distinctive words" in html
+
+
+def test_chunked_reading_keeps_every_row_and_only_needed_columns(tmp_path):
+    rows = pd.DataFrame({"id": range(50), "review": [f"第{i}条\r\n评论, \"引号\"" if i % 7 == 0 else f"评论{i}" for i in range(50)],
+                         "y": [i % 3 for i in range(50)], "channel": ["app", "web"] * 25, "unused": ["x" * 30] * 50})
+    rows.to_csv(tmp_path / "d.csv", index=False)
+    rows.to_json(tmp_path / "d.jsonl", orient="records", lines=True, force_ascii=False)
+    rows.to_parquet(tmp_path / "d.parquet")
+    whole = read_dataset(str(tmp_path / "d.csv"), "review", "y", metadata=["channel"], chunk_rows=10**6)
+    assert list(whole.columns) == ["row_id", "text", "label", "meta_channel"]  # id and unused are never kept
+    assert whole["row_id"].tolist() == list(range(50)) and whole["text"][7] == "第7条\r\n评论, \"引号\""
+    assert whole["label"].tolist() == [str(i % 3) for i in range(50)]
+    for name in ("d.csv", "d.jsonl", "d.parquet"):
+        chunked = read_dataset(str(tmp_path / name), "review", "y", metadata=["channel"], chunk_rows=7)  # 8 chunks
+        pd.testing.assert_frame_equal(chunked, whole, check_dtype=False, obj=name)
+
+
+def test_chunked_jsonl_column_in_later_lines_and_missing_everywhere(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text("".join(f'{{"text": "t{i}", "label": "a"}}\n' for i in range(5)) + '{"text": "t5", "label": "b", "src": "web"}\n',
+                 encoding="utf-8")
+    df = read_dataset(str(p), metadata=["src"], chunk_rows=2)
+    assert df["meta_src"].tolist() == ["", "", "", "", "", "web"] and len(df) == 6
+    with pytest.raises(DataError, match="no column 'nope'; columns found: 'text', 'label', 'src'"):
+        read_dataset(str(p), metadata=["nope"], chunk_rows=2)
+
+
+def test_undecodable_byte_offset_is_the_file_offset_deep_in_a_big_file(tmp_path):
+    p = tmp_path / "d.csv"
+    body = "text,label\n" + "质量很好,正面\n" * 200_000  # ~3.6 MB of valid UTF-8, read in several chunks
+    p.write_bytes(body.encode("utf-8") + b"\xff,1\n")
+    with pytest.raises(DataError, match=rf"byte offset {len(body.encode('utf-8'))}: invalid start byte; tried utf-8\)"):
+        read_dataset(str(p), encoding="utf-8", chunk_rows=50_000)

@@ -48,3 +48,11 @@ def test_dataset_rejects_length_mismatch():
 
     with pytest.raises(ValueError):
         EncodedDataset([[1], [2]], [0])
+
+
+def test_parallel_segmentation_equals_sequential_in_order():
+    texts = ["我爱北京天安门", "", "今天 天气 很好", "质量太差了，很失望", "物流很快"] * 8
+    sequential = segment_texts(texts)
+    assert segment_texts(texts, workers=2, min_parallel=0) == sequential  # a pool of 2 spawned processes, 8 chunks
+    assert segment_texts(texts, workers=2) == sequential  # below min_parallel: one process
+    assert sequential[0] == ["我", "爱", "北京", "天安门"] and sequential[1] == []

@@ -64,8 +64,13 @@ def analyze_dataset(df: pd.DataFrame, token_sample: int = 5000, seed: int = 0) -
     stripped = df["text"].str.strip()
     nonempty = df[stripped != ""]
     counts = df["label"].value_counts().sort_index()
-    labels_per_text = nonempty.groupby("text")["label"].nunique()
-    conflicting = labels_per_text[labels_per_text > 1]
+    # group and deduplicate by integer ids of the texts: grouping by the text itself expands every text of a
+    # large file into a Python object; the ids are exact (pd.factorize), not hashes
+    text_id, unique_texts = pd.factorize(df["text"])
+    keyed = pd.DataFrame({"t": text_id, "label": df["label"].to_numpy()}, index=df.index)
+    keyed_nonempty = keyed.loc[nonempty.index]
+    labels_per_text = keyed_nonempty.groupby("t")["label"].nunique()
+    conflicting = sorted(unique_texts[labels_per_text.index[labels_per_text > 1]])
     sample = nonempty.sample(n=min(token_sample, len(nonempty)), random_state=seed) if len(nonempty) else nonempty
     sample_tokens = segment_texts(sample["text"])
     tok_lens = np.array([len(t) for t in sample_tokens])
@@ -81,10 +86,10 @@ def analyze_dataset(df: pd.DataFrame, token_sample: int = 5000, seed: int = 0) -
         "imbalance_ratio": round(float(counts.max() / counts.min()), 3) if counts.size else 0.0,
         "empty_rows": int((stripped == "").sum()),
         "empty_labels": int((df["label"] == "").sum()),
-        "duplicate_rows": int(df.duplicated(["text", "label"]).sum()),
-        "duplicate_texts": int(nonempty.duplicated("text").sum()),
+        "duplicate_rows": int(keyed.duplicated(["t", "label"]).sum()),
+        "duplicate_texts": int(keyed_nonempty.duplicated("t").sum()),
         "conflicting_texts": int(len(conflicting)),
-        "conflicting_examples": [str(t)[:80] for t in conflicting.index[:5]],
+        "conflicting_examples": [str(t)[:80] for t in conflicting[:5]],
         "char_length": _percentiles(nonempty["text"].str.len().to_numpy()),
         "token_length": _percentiles(tok_lens) | {"sampled_texts": int(len(sample))},
         # tokenize.max_len that keeps 95% of texts whole (the rest are cut, never dropped)

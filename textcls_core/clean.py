@@ -78,8 +78,14 @@ def normalize_texts(texts: list[str], cfg: CleanConfig) -> list[str]:
     return out
 
 
+def _text_ids(texts: pd.Series) -> pd.Series:
+    """Exact integer ids of the texts (pd.factorize): grouping by them instead of by the texts keeps a large
+    file's compact text column from being expanded into one Python object per row."""
+    return pd.Series(pd.factorize(texts)[0], index=texts.index)
+
+
 def _resolve_conflicts(df: pd.DataFrame, policy: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    n_labels = df.groupby("text")["label"].transform("nunique")
+    n_labels = df["label"].groupby(_text_ids(df["text"])).transform("nunique")
     conflicted = df[n_labels > 1]
     if conflicted.empty:
         return df, df.iloc[0:0].assign(reason=pd.Series(dtype=str))
@@ -152,13 +158,13 @@ def clean_dataset(df: pd.DataFrame, cfg: CleanConfig) -> tuple[pd.DataFrame, pd.
     report.append({"rule": f"conflicting_labels ({cfg.conflict_policy})", "changed": 0, "dropped": n_before - len(work),
                    "examples": [{"before": t[:120], "after": ""} for t in conflicts["text"].head(3)]})
     if cfg.drop_duplicates:
-        dup = work.duplicated(["text", "label"], keep="first")
-        # .array, not .to_numpy(): keeps the original texts compact instead of one Python object per row
-        raw_of_work = pd.Series(raw.loc[work["row_id"]].array, index=work.index)
-        first_raw = work.assign(raw=raw_of_work).groupby(["text", "label"])["raw"].transform("first")
-        exact = dup & (raw_of_work == first_raw)
-        drop(exact, "duplicate")
-        drop(work.duplicated(["text", "label"], keep="first"), "duplicate_normalized")
+        key = pd.DataFrame({"t": _text_ids(work["text"]), "label": work["label"]})
+        dup = key.duplicated(["t", "label"], keep="first")
+        # exact duplicate = its original text equals that of the first row with the same cleaned text and label
+        raw_id = _text_ids(pd.Series(raw.loc[work["row_id"]].array, index=work.index))
+        first_raw_id = raw_id.groupby([key["t"], key["label"]]).transform("first")
+        drop(dup & (raw_id == first_raw_id), "duplicate")
+        drop(key.loc[work.index].duplicated(["t", "label"], keep="first"), "duplicate_normalized")
     dropped_df = pd.concat(dropped, ignore_index=True)[["row_id", "text", "label", "reason"]]
     # report dropped rows with their original text so a human can find them in the source file
     dropped_df["text"] = dropped_df["row_id"].map(raw)
