@@ -223,3 +223,27 @@ def test_resume_after_kill_9_ends_like_an_uninterrupted_run(tmp_path):
     assert a["history"] == b["history"]  # the same train/val loss and accuracy for every epoch
     for k in a["state"]:
         assert torch.equal(a["state"][k], b["state"][k]), k
+
+
+def test_evaluation_and_prediction_build_no_graph():
+    from torch.utils.data import DataLoader
+
+    from textcls_core.encoders import WordEncoder
+    from textcls_core.config import CleanConfig
+    from textcls_core.predictor import TextClassifier
+    from textcls_core.train import evaluate_model
+
+    class Spy(TextCNN):
+        seen: list = []
+
+        def forward(self, ids):
+            out = super().forward(ids)
+            Spy.seen.append((self.training, torch.is_inference_mode_enabled(), out.requires_grad))
+            return out
+
+    model = Spy(20, 2, 8, 4, [2]).train()
+    metrics = evaluate_model(model, DataLoader(separable(40), batch_size=16, collate_fn=COLLATE), torch.device("cpu"), 2)
+    assert set(metrics) == {"val_loss", "val_accuracy", "val_macro_f1"}
+    clf = TextClassifier(model, WordEncoder(["<pad>", "<unk>", "好"], 16), ["a", "b"], ModelConfig(kernel_sizes=[2]), CleanConfig())
+    clf.predict(["好好", "好"] * 20, batch_size=8)
+    assert len(Spy.seen) == 3 + 5 and set(Spy.seen) == {(False, True, False)}  # eval mode, inference mode, no graph
