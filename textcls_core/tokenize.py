@@ -15,8 +15,8 @@ jieba.setLogLevel(logging.WARNING)  # jieba prints its dictionary loading to std
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
-# Below this many texts one process is faster: a spawned worker needs 1-2 s to start and load jieba's
-# dictionary, about what segmenting 5,000 short reviews costs.
+# Below this many texts one process is faster: a worker needs about a second to start and load jieba's
+# dictionary, about what segmenting 3,000-5,000 short reviews costs.
 PARALLEL_MIN_TEXTS = 10000
 
 
@@ -25,6 +25,18 @@ def resolve_workers(workers: int) -> int:
     if workers > 0:
         return workers
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Workers that start clean and cheap. Not fork: the Prefect flow process runs threads, and forking a
+    threaded process can deadlock the child. Not plain spawn: every worker would re-import the caller's
+    __main__ (the CLI imports Prefect and MLflow, seconds per worker). A fork server that imported only
+    this module (and jieba) gives neither problem; spawn remains where there is no fork server (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
 
 
 def _init_worker() -> None:
@@ -40,9 +52,8 @@ def segment_texts(texts: Iterable[str], workers: int = 1, min_parallel: int = PA
     """jieba words per text, whitespace-only tokens removed; same result and order for any `workers`.
 
     With workers > 1 (0 = one per core) and at least `min_parallel` texts, contiguous chunks are
-    segmented in a pool of spawned processes (our own pool rather than jieba.enable_parallel, which
-    is POSIX-only and switches jieba globally; spawn rather than fork, because the Prefect flow
-    process runs threads).
+    segmented in a process pool (our own rather than jieba.enable_parallel, which is POSIX-only and
+    switches jieba globally; see _pool_context for how workers start).
     """
     texts = list(texts)
     n_workers = min(resolve_workers(workers), max(len(texts), 1))
@@ -51,7 +62,7 @@ def segment_texts(texts: Iterable[str], workers: int = 1, min_parallel: int = PA
     # a few chunks per worker evens out texts of uneven length without paying per-text IPC
     size = -(-len(texts) // (n_workers * 4))
     chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
-    with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(n_workers, mp_context=_pool_context(), initializer=_init_worker) as pool:
         return [toks for part in pool.map(_segment_chunk, chunks) for toks in part]
 
 
