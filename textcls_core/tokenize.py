@@ -15,9 +15,9 @@ jieba.setLogLevel(logging.WARNING)  # jieba prints its dictionary loading to std
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
-# Below this many texts one process is faster: a worker needs about a second to start and load jieba's
-# dictionary, about what segmenting 3,000-5,000 short reviews costs.
-PARALLEL_MIN_TEXTS = 10000
+# Below this many texts one process is used: starting the pool and loading jieba's dictionary in each
+# worker took 1.5-3 s on a 2-core machine (benchmarks/segment_parallel.py), which only pays off on big inputs.
+PARALLEL_MIN_TEXTS = 50000
 
 
 def resolve_workers(workers: int) -> int:
