@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -68,6 +70,11 @@ def test_failed_build_leaves_nothing_and_off_uses_scratch(tmp_path):
     with pytest.raises(ValueError):
         cache.run("stage", "k", boom, scratch=tmp_path)
     assert not (tmp_path / "c" / "stage" / "k").exists() and list((tmp_path / "c" / "tmp").iterdir()) == []
+    stale = tmp_path / "c" / "tmp" / "stage-killed"  # a run killed mid-build two days ago
+    stale.mkdir()
+    os.utime(stale, (time.time() - 2 * 86400,) * 2)
+    cache.run("stage", "k", _build_counting([], 1), scratch=tmp_path)
+    assert not stale.exists()
     off, calls = StageCache.at(None), []
     a = off.run("stage", "", _build_counting(calls, 1), scratch=tmp_path / "scratch")
     b = off.run("stage", "", _build_counting(calls, 2), scratch=tmp_path / "scratch")

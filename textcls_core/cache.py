@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,7 @@ class StageCache:
         if final.exists():
             shutil.rmtree(final, ignore_errors=True)  # incomplete or damaged: rebuild it
         (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        _remove_stale(self.root / "tmp")
         folder = Path(tempfile.mkdtemp(prefix=f"{stage}-", dir=self.root / "tmp"))
         try:
             meta = _jsonable(build(folder))
@@ -175,6 +177,17 @@ def _load(folder: Path) -> Entry | None:
     except (OSError, ValueError, KeyError, AttributeError, TypeError):
         return None
     return Entry(folder, meta, hit=True) if isinstance(meta, dict) else None
+
+
+def _remove_stale(tmp_root: Path, max_age_s: float = 86400) -> None:
+    """Delete build folders left by runs killed mid-build (older than a day, so never one still being written)."""
+    now = time.time()
+    for p in tmp_root.iterdir():
+        try:
+            if now - p.stat().st_mtime > max_age_s:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _write_atomic(path: Path, text: str) -> None:
