@@ -87,7 +87,9 @@ def start_tracking(cfg: Config, resume_run_id: str | None = None) -> dict[str, A
     get_run_logger().info("MLflow run %s%s in experiment '%s' at %s; files in %s", run_id, " (resumed)" if resume_run_id else "",
                           cfg.tracking.experiment, uri, run_dir)
     return {"run_id": run_id, "tracking_uri": uri, "experiment_id": exp_id, "run_dir": str(run_dir),
-            "prefect_flow_run_id": prefect_id}
+            "prefect_flow_run_id": prefect_id,
+            # the data-stage cache (empty = off); absolute, because workers change directory
+            "cache_dir": str(Path(cfg.run.cache_dir).resolve()) if cfg.run.cache else ""}
 
 
 def _tag_flow_run(flow_run_id: str, tag: str) -> None:

@@ -38,7 +38,7 @@ def tracking_uri(tmp_path, monkeypatch) -> str:
 def small_config(tmp_path, tracking_uri: str, *extra: str):
     """A config that trains a tiny TextCNN on a small slice of the built-in corpus in seconds."""
     return build_config({}, [
-        "data.max_rows=1200", f"run.output_dir={tmp_path / 'runs'}", f"tracking.uri={tracking_uri}",
+        "data.max_rows=1200", f"run.output_dir={tmp_path / 'runs'}", f"run.cache_dir={tmp_path / 'cache'}", f"tracking.uri={tracking_uri}",
         "model.embed_dim=32", "model.num_filters=16", "train.epochs=2", "train.progress=false",
         "registry.model_name=textcls-test", "tokenize.max_len=64", *extra])
 

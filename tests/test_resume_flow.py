@@ -33,6 +33,10 @@ def test_resume_reuses_the_run_and_its_checkpoint(tmp_path, tracking_uri, prefec
     steps = client.get_metric_history(run.info.run_id, "train_resumed_from_step")
     assert [m.value for m in steps][0] == 0 and steps[-1].value > 0  # first run from scratch, the resumed one from the checkpoint
     assert (run_dir / "model" / "weights.pt").is_file()
+    # the data stages of the resumed run come from the data-stage cache (same data, same settings)
+    for stage in ("analyze", "clean", "split"):
+        assert run.data.tags[f"textcls.cache.{stage}"] == "hit"
+        assert [m.value for m in client.get_metric_history(run.info.run_id, f"cache_hit_{stage}")] == [0.0, 1.0]
     assert resumed["model_version"] == "2"
 
 

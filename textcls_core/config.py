@@ -36,7 +36,7 @@ class DataConfig(_Section):
     encoding: str = Field("auto", description="auto tries UTF-8 (with or without BOM) then GB18030; or name one, e.g. gbk.")
     max_rows: int = Field(0, ge=0, description="0 = all rows; else a stratified sample of this many rows.")
     metadata_columns: list[str] = Field([], description="Extra file columns kept with each row; evaluation reports metrics per value.")
-    chunk_rows: int = Field(200000, ge=1000, description="Rows read per chunk from CSV/TSV/JSONL files (bounds memory on big files).")
+    chunk_rows: int = Field(200000, ge=1000, description="Rows read per chunk from CSV/TSV/JSONL/Parquet files (bounds memory on big files).")
 
 
 class CleanConfig(_Section):
