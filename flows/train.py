@@ -13,7 +13,7 @@ from tasks.evaluate import evaluate_task
 from tasks.package import package_task
 from tasks.summary import summary_task
 from tasks.train import train_task
-from tasks.tracking import finish_tracking, start_tracking
+from tasks.tracking import finish_tracking, run_config, start_tracking
 from textcls_core.config import Config
 
 
@@ -25,6 +25,8 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
     resume_run_id: an interrupted run's MLflow run id; its folder is reused and training resumes from its checkpoint.
     """
     tracking = start_tracking(config, resume_run_id)
+    if resume_run_id:
+        config = run_config(tracking["run_dir"])  # the interrupted run's own settings, whatever was passed
     try:
         analysis = analyze_task(config.data, config.extra_columns(), config.run.seed, tracking)
         cleaning = clean_task(analysis["raw_path"], config.clean, tracking)

@@ -153,5 +153,10 @@ def resolve_resume(target: str, tracking_uri: str) -> tuple[Config, str]:
         except Exception:
             raise ConfigError(f"--resume: '{target}' is neither a run folder nor an MLflow run id in {tracking_uri}. "
                               "Pass runs/<run> or the run id printed by textcls run.") from None
-    raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    return build_config(raw, source=str(folder / "config.json")), run_id
+    return run_config(folder), run_id
+
+
+def run_config(run_dir: str | Path) -> Config:
+    """The config a run was started with (runs/<run>/config.json): a resumed run keeps its own settings."""
+    path = Path(run_dir) / "config.json"
+    return build_config(json.loads(path.read_text(encoding="utf-8")), source=str(path))
