@@ -25,9 +25,9 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
     resume_run_id: an interrupted run's MLflow run id; its folder is reused and training resumes from its checkpoint.
     """
     tracking = start_tracking(config, resume_run_id)
-    if resume_run_id:
-        config = run_config(tracking["run_dir"])  # the interrupted run's own settings, whatever was passed
     try:
+        if resume_run_id:
+            config = run_config(tracking["run_dir"])  # the interrupted run's own settings, whatever was passed
         analysis = analyze_task(config.data, config.extra_columns(), config.run.seed, tracking)
         cleaning = clean_task(analysis["raw_path"], config.clean, tracking)
         split = split_task(cleaning["clean_path"], config.split, config.run.seed, tracking)

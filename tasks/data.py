@@ -32,7 +32,8 @@ from textcls_core.tokenize import segment_texts
 
 REPORT_FILES = ("json", "md", "html")
 # what each stage's output depends on besides its input and config: a change here re-computes it
-_ANALYZE_CODE = ("textcls_core.data", "textcls_core.analyze", "textcls_core.tokenize", "textcls_core.report", "tasks.data")
+_ANALYZE_CODE = ("textcls_core.data", "textcls_core.analyze", "textcls_core.tokenize", "textcls_core.report", "textcls_core.split",
+                 "tasks.data")  # split: hash_frame makes the cached raw_sha256
 
 
 def stage_cache(tracking: dict[str, Any]) -> StageCache:

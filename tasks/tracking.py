@@ -65,8 +65,11 @@ def start_tracking(cfg: Config, resume_run_id: str | None = None) -> dict[str, A
     prefect_id = str(flow_run.id) if flow_run.id else ""
     if resume_run_id:
         run = client.get_run(resume_run_id)
+        if run.info.status == "FINISHED":
+            raise ConfigError(f"MLflow run {resume_run_id} finished; there is nothing to resume. Start a new run instead.")
         run_id, exp_id = run.info.run_id, run.info.experiment_id
         run_dir = Path(run.data.tags["textcls.run_dir"])
+        cfg = run_config(run_dir)  # the run's own settings (its cache folder among them)
         client.update_run(run_id, status="RUNNING")
         client.set_tag(run_id, "textcls.resumed_by_prefect_flow_run_id", prefect_id)
     else:
@@ -153,10 +156,25 @@ def resolve_resume(target: str, tracking_uri: str) -> tuple[Config, str]:
         except Exception:
             raise ConfigError(f"--resume: '{target}' is neither a run folder nor an MLflow run id in {tracking_uri}. "
                               "Pass runs/<run> or the run id printed by textcls run.") from None
-    return run_config(folder), run_id
+    cfg = run_config(folder)
+    facts_path = folder / "mlflow_run.json"
+    if not cfg.tracking.uri and facts_path.is_file():  # the store the run lives in, wherever textcls is started from
+        stored = json.loads(facts_path.read_text(encoding="utf-8"))["tracking_uri"]
+        cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"uri": stored})})
+    try:
+        status = client_for(resolve_tracking_uri(cfg.tracking.uri)).get_run(run_id).info.status
+    except Exception:
+        raise ConfigError(f"--resume: MLflow run {run_id} is not in {resolve_tracking_uri(cfg.tracking.uri)}. "
+                          "Point tracking.uri (or MLFLOW_TRACKING_URI) at the store the run was logged to.") from None
+    if status == "FINISHED":
+        raise ConfigError(f"--resume: MLflow run {run_id} finished; there is nothing to resume. Start a new run instead.")
+    return cfg, run_id
 
 
 def run_config(run_dir: str | Path) -> Config:
     """The config a run was started with (runs/<run>/config.json): a resumed run keeps its own settings."""
     path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"--resume: {path} is missing, so the run's settings are unknown. "
+                          "Resume from the machine (or shared storage) that holds the run folder, or start a new run.")
     return build_config(json.loads(path.read_text(encoding="utf-8")), source=str(path))

@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.tracking import MetricLogger, client_for, get_run_logger, log_artifacts, log_metrics_now
 from textcls_core.config import CleanConfig, ModelConfig, TokenizeConfig, TrainConfig
-from textcls_core.distributed import METRIC_PREFIX, launch_command, result_paths
+from textcls_core.distributed import ERROR_PREFIX, METRIC_PREFIX, launch_command, result_paths
 from textcls_core.encoders import PretrainedEncoder, WordEncoder, load_tokenizer
 from textcls_core.errors import TextclsError
 from textcls_core.fit import FitSpec, fit, prepare_model
@@ -36,6 +36,7 @@ def _run_torchrun(spec: FitSpec, spec_path: Path, train_cfg: TrainConfig, metric
         log.info("train: on every other node run the same command with --node_rank=<its rank>; %s must be on shared storage",
                  spec_path.parent)
     tail: deque[str] = deque(maxlen=40)
+    user_error = ""
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -43,9 +44,13 @@ def _run_torchrun(spec: FitSpec, spec_path: Path, train_cfg: TrainConfig, metric
             if line.startswith(METRIC_PREFIX):
                 rec = json.loads(line[len(METRIC_PREFIX):])
                 metric_logger(rec["metrics"], rec["step"])
+            elif line.startswith(ERROR_PREFIX):
+                user_error = json.loads(line[len(ERROR_PREFIX):])
             elif line:
                 tail.append(line)
                 log.info("torchrun | %s", line)
+    if user_error:
+        raise TextclsError(user_error)
     if proc.returncode != 0:
         raise RuntimeError(f"torchrun exited with code {proc.returncode}; last lines:\n" + "\n".join(tail))
     best_path, result_path = result_paths(spec_path)
@@ -69,24 +74,26 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
     client = client_for(tracking["tracking_uri"])
     metric_logger = MetricLogger(tracking)
     processes = train_cfg.devices * train_cfg.nnodes
-    if processes > 1:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        spec_path = spec.to_json(run_dir / "checkpoints" / "fit_spec.json")
-        facts = _run_torchrun(spec, spec_path, train_cfg, metric_logger, log)
-        model, _ = prepare_model(spec)
-        model.load_state_dict(torch.load(facts["best_path"], map_location="cpu", weights_only=True))
-        device = facts["device"]
-        history = facts["history"]
-    else:
-        dev = pick_device(train_cfg.device)
-        device = str(dev)
-        log.info("train: %s on %s, checkpoints in %s", model_cfg.name, dev, spec.checkpoint_path)
-        model, result = fit(spec, dev, log_metrics=metric_logger, message=log.info)
-        facts = {"best_epoch": result.best_epoch, "best_score": result.best_score, "best_val_accuracy": result.best_val_accuracy,
-                 "stopped_early": result.stopped_early, "resumed_from_step": result.resumed_from_step,
-                 "micro_batch_size": result.micro_batch_size, "steps": result.steps, "world_size": 1}
-        history = result.history
-    metric_logger.flush()
+    try:  # metrics reach MLflow even when training fails (the resumed run goes on from the checkpoint)
+        if processes > 1:
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            spec_path = spec.to_json(run_dir / "checkpoints" / "fit_spec.json")
+            facts = _run_torchrun(spec, spec_path, train_cfg, metric_logger, log)
+            model, _ = prepare_model(spec)
+            model.load_state_dict(torch.load(facts["best_path"], map_location="cpu", weights_only=True))
+            device = facts["device"]
+            history = facts["history"]
+        else:
+            dev = pick_device(train_cfg.device)
+            device = str(dev)
+            log.info("train: %s on %s, checkpoints in %s", model_cfg.name, dev, spec.checkpoint_path)
+            model, result = fit(spec, dev, log_metrics=metric_logger, message=log.info)
+            facts = {"best_epoch": result.best_epoch, "best_score": result.best_score, "best_val_accuracy": result.best_val_accuracy,
+                     "stopped_early": result.stopped_early, "resumed_from_step": result.resumed_from_step,
+                     "micro_batch_size": result.micro_batch_size, "steps": result.steps, "world_size": 1}
+            history = result.history
+    finally:
+        metric_logger.flush()
     n_params = sum(p.numel() for p in model.parameters())
     client.set_tag(tracking["run_id"], "textcls.device", device)
     client.set_tag(tracking["run_id"], "textcls.world_size", str(facts["world_size"]))

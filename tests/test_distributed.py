@@ -16,10 +16,10 @@ from textcls_core.distributed import launch_command
 
 
 def _encoded(tmp_path):
-    """Three classes of equal-length texts, so each rank's half batch has the same size (exact DDP averaging)."""
+    """Three classes of equal-length texts; 189 train rows, so the last batch splits 7/6 over two ranks."""
     rng = np.random.default_rng(0)
     out = {}
-    for name, n in (("train", 192), ("val", 48), ("test", 48)):
+    for name, n in (("train", 189), ("val", 48), ("test", 48)):
         y = rng.integers(0, 3, size=n)
         ids = [(rng.integers(2, 12, size=8) + 10 * c).tolist() for c in y]
         path = tmp_path / f"{name}.ids.parquet"
@@ -33,7 +33,7 @@ def _encoded(tmp_path):
 def _train(tmp_path, tracking_uri, devices):
     cfg = build_config({}, ["model.embed_dim=16", "model.num_filters=8", "model.kernel_sizes=[1,2]", "model.dropout=0",
                             "train.epochs=3", "train.batch_size=16", "train.lr=0.01", "train.patience=0", "train.progress=false",
-                            f"train.devices={devices}", f"train.master_port={29500 + devices * 7}", "train.num_threads=1",
+                            f"train.devices={devices}", "train.num_threads=1",
                             "tokenize.max_len=16"])
     client = client_for(tracking_uri)
     exp = client.get_experiment_by_name("ddp") or client.get_experiment(client.create_experiment("ddp"))
@@ -66,3 +66,18 @@ def test_launch_command_names_every_torchrun_setting():
     cmd = launch_command(cfg, "/shared/spec.json", python="python")
     assert cmd == ["python", "-m", "torch.distributed.run", "--nproc_per_node=8", "--nnodes=2", "--node_rank=1",
                    "--master_addr=10.0.0.5", "--master_port=29500", "-m", "textcls_core.distributed", "/shared/spec.json"]
+    one_node = launch_command(build_config({}, ["train.devices=2"]).train, "spec.json", python="python")
+    assert one_node[:5] == ["python", "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]  # a free port
+
+
+def test_user_errors_in_torchrun_workers_surface_as_one_message(tmp_path, tracking_uri):
+    from textcls_core.errors import TextclsError
+
+    cfg = build_config({}, ["train.devices=2", "train.progress=false", "tokenize.max_len=16", "train.epochs=1"])
+    enc = _encoded(tmp_path)
+    enc["labels"] = ["a", "b"]  # the files hold label id 2: out of range for two classes
+    client = client_for(tracking_uri)
+    run = client.create_run(client.create_experiment("ddp-error"))
+    tracking = {"run_id": run.info.run_id, "tracking_uri": tracking_uri, "run_dir": str(tmp_path / "run")}
+    with pytest.raises(TextclsError, match=r"train labels: label ids \[2\] are outside 0..1"):
+        train_task.fn(enc, cfg.model, cfg.train, cfg.tokenize, cfg.clean, 3, tracking)

@@ -88,7 +88,7 @@ def test_a_non_scalar_loss_is_refused_before_backward():
     try:
         with pytest.raises(RuntimeError, match="loss must be a scalar"):
             _accumulate(PerDevice(), torch.ones(4, 3, dtype=torch.long), torch.zeros(4, dtype=torch.long), 4,
-                        lambda: torch.autocast("cpu", enabled=False), torch.amp.GradScaler("cpu", enabled=False), False)
+                        lambda: torch.autocast("cpu", enabled=False), torch.amp.GradScaler("cpu", enabled=False), 1)
     finally:
         train_mod.classification_loss = real
 
@@ -97,7 +97,7 @@ def _grads_after_one_batch(micro):
     set_seed(0)
     model = TextCNN(20, 2, 8, 4, [2])
     ids, labels = COLLATE([separable(16)[i] for i in range(16)])
-    _accumulate(model, ids, labels, micro, lambda: torch.autocast("cpu", enabled=False), torch.amp.GradScaler("cpu", enabled=False), False)
+    _accumulate(model, ids, labels, micro, lambda: torch.autocast("cpu", enabled=False), torch.amp.GradScaler("cpu", enabled=False), 1)
     return [p.grad.clone() for p in model.parameters()]
 
 
@@ -147,6 +147,12 @@ def test_bucket_sampler_token_budget_ddp_slices_and_replay():
     ranks = [list(BucketBatchSampler(lengths, 8, torch.Generator().manual_seed(1), world_size=2, rank=r)) for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) and all(ranks[0]) and all(ranks[1])  # same step count, no empty slice
     assert sorted(i for r in ranks for b in r for i in b) == list(range(40))
+    for seed in range(20):  # 129 rows in batches of 64: a 1-row batch may be drawn first; no rank may get nothing
+        for rank in (0, 1):
+            assert all(BucketBatchSampler([5] * 129, 64, torch.Generator().manual_seed(seed), world_size=2, rank=rank))
+    budget = BucketBatchSampler(lengths * 5, 8, torch.Generator().manual_seed(3), max_tokens=64)
+    counts = budget.epoch_lengths(3)  # what the scheduler's total is built from, without moving the generator
+    assert counts == [len(list(budget)) for _ in range(3)]
     s = BucketBatchSampler(lengths, 8, torch.Generator().manual_seed(5))
     first = list(s)
     start, second = s.generator.get_state(), list(s)  # epoch 2

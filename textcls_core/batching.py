@@ -108,29 +108,36 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
             pool = sorted(order[start : start + self.pool], key=lambda i: self.lengths[i])
             batches += self._split_pool(pool)
         batches = [batches[b] for b in torch.randperm(len(batches), generator=self.generator).tolist()]
-        if self.world_size > 1:
+        if self.world_size > 1:  # every rank needs at least one row of every batch
             merged: list[list[int]] = []
             for b in batches:
-                if len(b) < self.world_size and merged:
+                if merged and (len(b) < self.world_size or len(merged[-1]) < self.world_size):
                     merged[-1] = merged[-1] + b
                 else:
                     merged.append(b)
             batches = merged
         return batches
 
+    def epoch_lengths(self, epochs: int) -> list[int]:
+        """Batches in each of the next `epochs` epochs, without moving the generator (the scheduler's total)."""
+        if not self.max_tokens and self.world_size == 1:
+            return [len(self)] * epochs
+        state, start = self.generator.get_state(), self.epoch_start_state
+        counts = [len(self._global_batches()) for _ in range(epochs)]
+        self.generator.set_state(state)
+        self.epoch_start_state = start
+        return counts
+
     def __len__(self) -> int:
         if not self.max_tokens and self.world_size == 1:
             return (len(self.lengths) + self.batch_size - 1) // self.batch_size
         if self._pending is None:  # building the epoch's batches advances the generator: keep them for __iter__
-            state = self.generator.get_state()
             self._pending = self._global_batches()
-            self._pending_state = self.epoch_start_state
-            self.epoch_start_state = state
         return len(self._pending)
 
     def __iter__(self) -> Iterator[list[int]]:
-        if self._pending is not None:
-            batches, self.epoch_start_state, self._pending = self._pending, self._pending_state, None
+        if self._pending is not None:  # built by __len__, which also recorded epoch_start_state
+            batches, self._pending = self._pending, None
         else:
             batches = self._global_batches()
         start, self.start_batch = self.start_batch, 0

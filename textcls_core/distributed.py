@@ -18,10 +18,12 @@ import torch
 import torch.distributed as torch_dist
 
 from textcls_core.config import TrainConfig
+from textcls_core.errors import TextclsError
 from textcls_core.fit import FitSpec, fit
 from textcls_core.train import DistContext, pick_device
 
 METRIC_PREFIX = "TEXTCLS_METRIC "
+ERROR_PREFIX = "TEXTCLS_ERROR "
 
 
 def result_paths(spec_path: str | Path) -> tuple[Path, Path]:
@@ -31,17 +33,25 @@ def result_paths(spec_path: str | Path) -> tuple[Path, Path]:
 
 
 def launch_command(cfg: TrainConfig, spec_path: str | Path, python: str = sys.executable) -> list[str]:
-    """The torchrun command line for this node (identical on every node except --node_rank)."""
-    return [python, "-m", "torch.distributed.run", f"--nproc_per_node={cfg.devices}", f"--nnodes={cfg.nnodes}",
-            f"--node_rank={cfg.node_rank}", f"--master_addr={cfg.master_addr}", f"--master_port={cfg.master_port}",
-            "-m", "textcls_core.distributed", str(spec_path)]
+    """The torchrun command line for this node (identical on every node except --node_rank).
+
+    One node: --standalone, so torchrun picks a free port and concurrent trainings never collide.
+    """
+    head = [python, "-m", "torch.distributed.run", f"--nproc_per_node={cfg.devices}"]
+    if cfg.nnodes == 1:
+        head.append("--standalone")
+    else:
+        head += [f"--nnodes={cfg.nnodes}", f"--node_rank={cfg.node_rank}", f"--master_addr={cfg.master_addr}",
+                 f"--master_port={cfg.master_port}"]
+    return [*head, "-m", "textcls_core.distributed", str(spec_path)]
 
 
 def main(spec_path: str) -> int:
     spec = FitSpec.from_json(spec_path)
     rank, world, local_rank = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
     device = pick_device(spec.train_cfg.device, local_rank)
-    if device.type == "cuda":
+    if device.type == "cuda":  # one GPU per process, whatever train.device names
+        device = torch.device(f"cuda:{local_rank}")
         torch.cuda.set_device(device)
     torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     dist = DistContext(rank=rank, world_size=world)
@@ -55,7 +65,12 @@ def main(spec_path: str) -> int:
             print(text, flush=True)
 
     try:
-        model, result = fit(spec, device, dist, log_metrics, message)
+        try:
+            model, result = fit(spec, device, dist, log_metrics, message)
+        except TextclsError as exc:  # a user's mistake: one message for the task to show, not a worker traceback
+            if dist.is_main:
+                print(ERROR_PREFIX + json.dumps(str(exc)), flush=True)
+            return 2
         if dist.is_main:
             best_path, result_path = result_paths(spec_path)
             torch.save(result.best_state, best_path)

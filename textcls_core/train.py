@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import random
 import sys
@@ -269,8 +268,8 @@ def train_model(model: nn.Module, train_set: EncodedDataset, val_set: EncodedDat
                               pin_memory=pin, generator=torch.Generator())
     val_loader = DataLoader(val_set, batch_size=max(cfg.batch_size, 256), collate_fn=collate, num_workers=cfg.num_workers,
                             pin_memory=pin, generator=torch.Generator())
-    steps_per_epoch = len(train_loader)
-    scheduler = make_scheduler(optimizer, cfg, total_steps=cfg.epochs * steps_per_epoch)
+    # token-budget and distributed batchings vary a little per epoch: count every epoch for the schedule
+    scheduler = make_scheduler(optimizer, cfg, total_steps=sum(sampler.epoch_lengths(cfg.epochs)))
     word_model = not isinstance(model, PretrainedClassifier)
     micro = cfg.micro_batch_size or cfg.batch_size
     result = TrainResult(best_state={}, best_epoch=-1, best_score=-1.0, best_val_accuracy=-1.0)
@@ -310,6 +309,7 @@ def train_model(model: nn.Module, train_set: EncodedDataset, val_set: EncodedDat
 
     for epoch in range(start_epoch, cfg.epochs + 1):
         net.train()
+        steps_per_epoch = len(train_loader)
         t0 = time.perf_counter() - elapsed_before
         batch_in_epoch = start_batch
         # redraw often on a terminal, rarely when the output is a log file or a Prefect worker
@@ -321,7 +321,7 @@ def train_model(model: nn.Module, train_set: EncodedDataset, val_set: EncodedDat
                 ids = drop_words(ids, cfg.word_dropout)
             while True:
                 try:
-                    batch_loss = _accumulate(net, ids, labels, micro, autocast, scaler, dist.world_size > 1)
+                    batch_loss = _accumulate(net, ids, labels, micro, autocast, scaler, dist.world_size)
                     break
                 except torch.OutOfMemoryError:
                     if dist.world_size > 1 or micro == 1:
@@ -340,7 +340,7 @@ def train_model(model: nn.Module, train_set: EncodedDataset, val_set: EncodedDat
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
-            running += batch_loss * labels.numel()
+            running += batch_loss
             seen += labels.numel()
             step += 1
             batch_in_epoch += 1
@@ -388,23 +388,32 @@ def train_model(model: nn.Module, train_set: EncodedDataset, val_set: EncodedDat
 
 
 def _accumulate(net: nn.Module, ids: torch.Tensor, labels: torch.Tensor, micro: int, autocast: Callable[[], Any],
-                scaler: torch.amp.GradScaler, distributed: bool) -> torch.Tensor:
-    """Forward/backward over micro-batches of one batch; gradients add up to those of the batch mean loss.
+                scaler: torch.amp.GradScaler, world_size: int = 1) -> torch.Tensor:
+    """Forward/backward over micro-batches of one batch; the gradients add up to those of the batch's mean loss.
 
-    Returns the batch's mean loss (a detached scalar on the device). Under DDP, gradients are averaged
-    across ranks only on the last micro-batch (no_sync on the others).
+    Returns the sum of this rank's per-example losses (a detached scalar on the device). Under DDP each rank
+    holds a slice of the batch and DDP averages gradients over ranks, so each rank scales its summed loss
+    by world_size / (rows in the whole batch): the average is then exactly the gradient of the batch mean,
+    even when the slices differ in size. Gradients are all-reduced only on the last micro-batch (no_sync).
     """
-    n = labels.size(0)
+    n_local = labels.size(0)
+    if world_size > 1:
+        n_global = torch.tensor(float(n_local), device=ids.device)
+        torch.distributed.all_reduce(n_global)  # stays on the device: no host sync
+        scale = world_size / n_global
+    else:
+        scale = torch.tensor(1.0 / n_local, device=ids.device)
     total = torch.zeros((), device=ids.device)
-    for start in range(0, n, micro):
-        last = start + micro >= n
-        sync = net.no_sync() if distributed and not last and hasattr(net, "no_sync") else nullcontext()
+    for start in range(0, n_local, micro):
+        last = start + micro >= n_local
+        sync = net.no_sync() if world_size > 1 and not last and hasattr(net, "no_sync") else nullcontext()
         with sync:
             with autocast():
                 logits = net(ids[start : start + micro])
-            loss = classification_loss(logits, labels[start : start + micro], reduction="sum") / n
+            loss_sum = classification_loss(logits, labels[start : start + micro], reduction="sum")
+            loss = loss_sum * scale
             if loss.dim() != 0:  # the article's multi-GPU trap: a vector of per-device losses cannot be backpropagated
                 raise RuntimeError(f"loss must be a scalar before backward(), got shape {tuple(loss.shape)}")
             scaler.scale(loss).backward()
-        total += loss.detach()
+        total += loss_sum.detach()
     return total
