@@ -397,12 +397,11 @@ def _accumulate(net: nn.Module, ids: torch.Tensor, labels: torch.Tensor, micro: 
     even when the slices differ in size. Gradients are all-reduced only on the last micro-batch (no_sync).
     """
     n_local = labels.size(0)
+    divisor: torch.Tensor | int = n_local
     if world_size > 1:
         n_global = torch.tensor(float(n_local), device=ids.device)
         torch.distributed.all_reduce(n_global)  # stays on the device: no host sync
-        scale = world_size / n_global
-    else:
-        scale = torch.tensor(1.0 / n_local, device=ids.device)
+        divisor = n_global / world_size
     total = torch.zeros((), device=ids.device)
     for start in range(0, n_local, micro):
         last = start + micro >= n_local
@@ -411,7 +410,7 @@ def _accumulate(net: nn.Module, ids: torch.Tensor, labels: torch.Tensor, micro: 
             with autocast():
                 logits = net(ids[start : start + micro])
             loss_sum = classification_loss(logits, labels[start : start + micro], reduction="sum")
-            loss = loss_sum * scale
+            loss = loss_sum / divisor
             if loss.dim() != 0:  # the article's multi-GPU trap: a vector of per-device losses cannot be backpropagated
                 raise RuntimeError(f"loss must be a scalar before backward(), got shape {tuple(loss.shape)}")
             scaler.scale(loss).backward()
