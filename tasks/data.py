@@ -25,7 +25,7 @@ from tasks.tracking import client_for, get_run_logger, log_artifacts, log_metric
 from textcls_core.analyze import analyze_dataset, format_report, save_analysis_html
 from textcls_core.cache import Entry, StageCache, code_version, file_sha256, fingerprint, texts_sha256
 from textcls_core.clean import check_quality, clean_dataset
-from textcls_core.config import CleanConfig, DataConfig, RunConfig, SplitConfig
+from textcls_core.config import CleanConfig, DataConfig, SplitConfig
 from textcls_core.data import read_dataset, sample_rows
 from textcls_core.split import SPLITS, hash_frame, remove_cross_split_duplicates, split_dataset
 from textcls_core.tokenize import segment_texts
@@ -37,12 +37,9 @@ _ANALYZE_CODE = ("textcls_core.data", "textcls_core.analyze", "textcls_core.toke
 
 
 def stage_cache(tracking: dict[str, Any]) -> StageCache:
-    """The data-stage cache of this run: tracking["cache_dir"] when the flow sets it ("" = run.cache off),
-    else run.cache / run.cache_dir's defaults, resolved against the current directory."""
-    if "cache_dir" in tracking:
-        return StageCache.at(tracking["cache_dir"] or None)
-    defaults = RunConfig()
-    return StageCache.at(defaults.cache_dir if defaults.cache else None)
+    """The data-stage cache of this run: tracking["cache_dir"], set by start_tracking from run.cache and
+    run.cache_dir ("" or absent = off: no folder is ever picked behind the caller's back)."""
+    return StageCache.at(tracking.get("cache_dir") or None)
 
 
 def _record_cache(tracking: dict[str, Any], stage: str, cache: StageCache, entry: Entry | None, hit: bool) -> dict[str, float]:

@@ -100,8 +100,7 @@ def _data_stages(cfg, tmp_path, name: str, cache_dir: str | None = None) -> dict
     """analyze -> clean -> split -> encode through .fn into their own MLflow run; returns outputs and the run."""
     (tmp_path / name).mkdir()
     tracking = _start_run(cfg, tmp_path / name)
-    if cache_dir is not None:
-        tracking["cache_dir"] = cache_dir
+    tracking["cache_dir"] = cache_dir if cache_dir is not None else str(tmp_path / "cache")  # what start_tracking sets
     analysis = analyze_task.fn(cfg.data, cfg.extra_columns(), cfg.run.seed, tracking)
     cleaning = clean_task.fn(analysis["raw_path"], cfg.clean, tracking)
     split = split_task.fn(cleaning["clean_path"], cfg.split, cfg.run.seed, tracking)
