@@ -39,7 +39,7 @@ def test_tiny_bert_fine_tunes_through_from_pretrained(tiny_bert):
                          TrainConfig(epochs=4, lr=2e-3, batch_size=32, warmup_ratio=0.1, num_threads=1, patience=0, progress=False),
                          torch.device("cpu"), 2, partial(collate_batch, max_len=64, pad_id=encoder.pad_id))
     assert result.history[-1]["train_loss"] < 0.7 * result.history[0]["train_loss"]
-    assert result.best_val_accuracy >= 0.65  # 0.72 measured: the model learns the reviews, not the majority class
+    assert result.best_val_accuracy >= 0.65  # the model learns the reviews, not the majority class (about 0.5)
     # padding is masked: the same text alone or in a padded batch gets the same logits
     model.eval()
     with torch.inference_mode():
