@@ -27,7 +27,7 @@ from textcls_core.data import read_dataset
 from textcls_core.models import build_model, min_batch_len
 from textcls_core.split import split_dataset
 from textcls_core.tokenize import build_vocab, encode_tokens, segment_texts
-from textcls_core.train import evaluate_loss_accuracy, set_seed, train_model
+from textcls_core.train import evaluate_model, set_seed, train_model
 
 
 def _ngrams(words: list[str]) -> list[str]:
@@ -50,7 +50,7 @@ def run_seed(seed: int, kept, cfg: Config) -> tuple[float, float, float]:
     t0 = time.perf_counter()
     model = build_model(cfg.model, len(itos), len(labels))
     train_model(model, data["train"], data["val"], cfg.train, torch.device("cpu"), len(labels), collate, seed=seed)
-    cnn_acc = evaluate_loss_accuracy(model, test, torch.device("cpu"), len(labels))[1]
+    cnn_acc = evaluate_model(model, test, torch.device("cpu"), len(labels))["val_accuracy"]
     cnn_s = time.perf_counter() - t0
 
     vec = TfidfVectorizer(analyzer=_ngrams, sublinear_tf=True)

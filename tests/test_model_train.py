@@ -11,7 +11,7 @@ from textcls_core.errors import ConfigError, LabelRangeError
 from textcls_core.models import TextCNN
 from textcls_core.encoders import WordEncoder
 from textcls_core.predictor import TextClassifier, build_model
-from textcls_core.train import check_labels, evaluate_loss_accuracy, pick_device, set_seed, train_model
+from textcls_core.train import check_labels, evaluate_model, pick_device, set_seed, train_model
 
 COLLATE = partial(collate_batch, max_len=32, min_len=3)
 
@@ -48,7 +48,7 @@ def test_train_learns_separable_data():
     assert result.best_val_accuracy >= 0.95
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert any("val_accuracy" in m for m, _ in logged) and any("train_loss_running" in m for m, _ in logged)
-    assert evaluate_loss_accuracy(model, vl, torch.device("cpu"))[1] == pytest.approx(result.best_val_accuracy)
+    assert evaluate_model(model, vl, torch.device("cpu"), 2)["val_accuracy"] == pytest.approx(result.best_val_accuracy)
 
 
 def test_early_stopping_keeps_best_epoch():

@@ -163,11 +163,6 @@ def evaluate_model(model: nn.Module, loader: DataLoader, device: torch.device, n
     return {"val_loss": total_loss.item() / max(n, 1), "val_accuracy": (tp.sum() / max(n, 1)).item(), "val_macro_f1": f1.mean().item()}
 
 
-def evaluate_loss_accuracy(model: nn.Module, loader: DataLoader, device: torch.device, num_classes: int = 2) -> tuple[float, float]:
-    m = evaluate_model(model, loader, device, num_classes)
-    return m["val_loss"], m["val_accuracy"]
-
-
 # ---- checkpoints -------------------------------------------------------------------------------------
 
 
