@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # CPU wheel of torch first and explicitly: a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install install-test run test clean
+.PHONY: install install-test run test test-slow clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ run: install
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/textcls run --config conf/default.yaml --summary runs/summary.json
 
 test: install
-	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/python -m pytest -q tests
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/python -m pytest -q -m "not slow" tests
+
+# real servers, fresh virtualenvs, signals: slower, so a separate step (.ci/run runs it after `make test`)
+test-slow: install
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/python -m pytest -q -m slow tests
 
 clean:
 	rm -rf runs mlflow.db mlartifacts .pytest_cache
