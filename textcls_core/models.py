@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from textcls_core.config import ModelConfig
 from textcls_core.errors import ConfigError
 from textcls_core.tokenize import PAD_ID
+
+if TYPE_CHECKING:  # annotations only: the engine runs without pydantic (benchmarks/gpu_check.py)
+    from textcls_core.config import ModelConfig
 
 
 def _small_embedding(vocab_size: int, embed_dim: int, std: float) -> nn.Embedding:

@@ -8,10 +8,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-
-import jieba
-
-jieba.setLogLevel(logging.WARNING)  # jieba prints its dictionary loading to stderr otherwise
+from types import ModuleType
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -35,17 +32,26 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
+    ctx.set_forkserver_preload([__name__, "jieba"])
     return ctx
 
 
+def _jieba() -> ModuleType:
+    """jieba, imported on first use: the training engine imports this module only for PAD_ID/UNK_ID, also on
+    machines without jieba (the GPU check's device has none)."""
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)  # jieba prints its dictionary loading to stderr otherwise
+    return jieba
+
+
 def _init_worker() -> None:
-    jieba.setLogLevel(logging.WARNING)
-    jieba.initialize()  # load the dictionary once per worker, not inside the first chunk
+    _jieba().initialize()  # load the dictionary once per worker, not inside the first chunk
 
 
 def _segment_chunk(texts: list[str]) -> list[list[str]]:
-    return [[w for w in jieba.lcut(t) if w.strip()] for t in texts]
+    lcut = _jieba().lcut
+    return [[w for w in lcut(t) if w.strip()] for t in texts]
 
 
 def segment_texts(texts: Iterable[str], workers: int = 1, min_parallel: int = PARALLEL_MIN_TEXTS) -> list[list[str]]:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,10 +32,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from textcls_core.batching import BucketBatchSampler, EncodedDataset
-from textcls_core.config import TrainConfig
 from textcls_core.errors import ConfigError, LabelRangeError
 from textcls_core.models import PretrainedClassifier
 from textcls_core.tokenize import PAD_ID, UNK_ID
+
+if TYPE_CHECKING:  # annotations only: the engine runs without pydantic (benchmarks/gpu_check.py)
+    from textcls_core.config import TrainConfig
 
 LogFn = Callable[[dict[str, float], int], None]
 MessageFn = Callable[[str], None]
