@@ -1,7 +1,9 @@
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from textcls_core.clean import check_quality, clean_dataset, normalize_text
+from textcls_core.clean import check_quality, clean_dataset, normalize_text, normalize_texts, prepare_texts, text_limits
 from textcls_core.config import CleanConfig
 from textcls_core.errors import DataError
 
@@ -72,5 +74,57 @@ def test_length_filters_and_quality_gates():
 
 def test_nul_bytes_windows_newlines_and_a_huge_text():
     df = frame([("好\x00评\r\n第二行", "p"), ("差" * 1_000_000, "n")])
-    kept, dropped, _ = clean_dataset(df, CleanConfig())
-    assert kept["text"].tolist()[0] == "好评 第二行" and len(kept["text"].tolist()[1]) == 1_000_000 and dropped.empty
+    kept, dropped, report = clean_dataset(df, CleanConfig(), max_len=64)
+    # the huge text is cut to what a 64-token model can read; the original stays beside it
+    assert kept["text"].tolist() == ["好评 第二行", "差" * text_limits(64)[1]] and dropped.empty
+    assert kept["raw_text"].str.len().tolist() == [8, 1_000_000]
+    assert {r["rule"]: r["changed"] for r in report}["cut_to_512_chars"] == 1
+
+
+def test_too_long_measures_the_text_before_the_bound():
+    df = frame([("短", "p"), ("长" * 5000, "n")])
+    _, dropped, _ = clean_dataset(df, CleanConfig(max_chars=3000), max_len=16)  # clean limit 128 < 3000 < 5000
+    assert dropped.set_index("row_id")["reason"].to_dict() == {1: "too_long"}
+
+
+ISSUE_TEXT = "买了 http://a.cn/x 很好 联系 13812345678 &amp;lt;b&amp;gt;好 a@b.com"
+
+
+def test_cleaning_twice_changes_nothing_on_the_issue_example():
+    once = normalize_text(ISSUE_TEXT, CleanConfig())
+    assert once == "买了 <URL> 很好 联系 <PHONE> 好 <EMAIL>"  # nested entities decoded, then the tag removed
+    assert normalize_text(once, CleanConfig()) == once  # the placeholders survive a second pass
+    fullwidth = "ｈｔｔｐ：／／ａ．ｃｎ／ｘ 与 ＜ｂ＞好＜／ｂ＞ 和 ht\u200btp://b.cn"
+    assert normalize_text(fullwidth, CleanConfig()) == "<URL> 与 好 和 <URL>"
+
+
+# pieces that interact: entities of tags and of themselves, URLs/e-mails/phones glued to each other and to
+# the placeholders, emoji with joiners, full-width forms, control and zero-width characters, traditional script
+PIECES = ["http://a.cn/x?y=1", "www.B.com", "https://例子.中国/路径", "a.b+c@mail.example.com", "x@y.z", "13812345678",
+          "+86 139-1234-5678", "010-12345678", "4001234567", "<URL>", "<EMAIL>", "<PHONE>", "<b>", "</p>", "<a href='x'>",
+          "&amp;", "&amp;lt;", "&lt;b&gt;", "&amp;amp;lt;i&amp;amp;gt;", "&#60;", "&#x3c;URL&#x3e;", "&lt;PHONE&gt;", "&nbsp;",
+          "&not", "😀", "👍🏻", "👨\u200d👩\u200d👧", "\ufe0f", "ＡＢＣ", "１３８１２３４５６７８", "ｈｔｔｐ：／／ｃ．ｃｎ", "＜ｂ＞", "＆ａｍｐ；",
+          "\u200b", "\x00", "\t", "\n", " ", "　", "很好", "質量", "價格2999元", "。", "，", "@", "<", ">", "&", "1", "0"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(parts=st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=6)), max_size=12),
+       emoji=st.sampled_from(["keep", "strip"]), t2s=st.booleans(),
+       modes=st.tuples(*[st.sampled_from(["keep", "replace", "drop"])] * 3))
+def test_cleaning_is_a_fixpoint(parts, emoji, t2s, modes):
+    cfg = CleanConfig(emoji=emoji, traditional_to_simplified=t2s, urls=modes[0], emails=modes[1], phones=modes[2])
+    for text in ("".join(parts), " ".join(parts)):
+        once = normalize_text(text, cfg)
+        assert normalize_text(once, cfg) == once, (text, once)
+        # the bounded path (cut raw, clean, cut clean) is a fixpoint too, also when the cut falls inside an entity
+        bounded = prepare_texts([text * 4], cfg, max_len=1)[0]
+        assert prepare_texts([bounded], cfg, max_len=1)[0] == bounded and len(bounded) <= text_limits(1)[1]
+
+
+def test_prepare_texts_takes_any_input_and_bounds_the_work():
+    cfg = CleanConfig()
+    assert prepare_texts([None, float("nan"), 12, 3.5, b"\xe5\xa5\xbd", " 好 "], cfg, 16) == ["", "", "12", "3.5", "好", "好"]
+    assert normalize_texts(["ＡＢ", "a  b"], cfg) == ["AB", "a b"]
+    out = prepare_texts(["差" * 1_000_000, "<b>" * 300_000, "a@" * 500_000], cfg, 256)
+    assert [len(t) for t in out] == [text_limits(256)[1], 2, text_limits(256)[1]]
+    assert out[1] == "<b"  # the raw cut (8192 chars) fell inside the last whole tag; the cut-off tag start stays

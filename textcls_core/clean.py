@@ -1,7 +1,9 @@
 """Cleaning: ordered text rules, then row filters, each counted with examples; every dropped row has a reason.
 
-Invariant: len(input) == len(kept) + len(dropped).
-The text rules are also what the delivered model applies at prediction time (normalize_texts).
+Invariants: len(input) == len(kept) + len(dropped); cleaning is a fixpoint (clean(clean(x)) == clean(x)), so a
+text that went through it once is never changed by a second pass; and the work per text is bounded: every text is
+cut to what the model can read (text_limits) before the rules and segmentation run.
+The same function (prepare_texts) turns raw text into model text at training, evaluation and prediction time.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 import pandas as pd
@@ -19,7 +21,8 @@ from textcls_core.errors import DataError
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u2060\ufeff]")
 _SPACE = re.compile(r"\s+")
-_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^<>]{0,500}?>")
+# a tag, but never one of our own placeholders (<URL>, <EMAIL>, <PHONE>), which a second pass must keep
+_TAG = re.compile(r"<(?!(?:URL|EMAIL|PHONE)>)\s*/?\s*[a-zA-Z][^<>]{0,500}?>")
 _URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"'，。！？、）)]{1,2000}", re.I)
 # bounded repeats: \w also matches CJK, and an unbounded [\w.+-]+ before "@" is quadratic on a long text
 _EMAIL = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
@@ -27,6 +30,30 @@ _EMAIL = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
 _PHONE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(?:1[3-9]\d{9}|0\d{2,3}-?\d{7,8}|400-?\d{3}-?\d{4})(?!\d)")
 _EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\uFE0F\u200D]")
 PLACEHOLDERS = {"urls": "<URL>", "emails": "<EMAIL>", "phones": "<PHONE>"}
+# A model reads at most tokenize.max_len tokens; a jieba word or a WordPiece of Chinese text is far shorter than
+# this many characters, so cutting the cleaned text here never changes what the model reads in practice, and bounds
+# the work: jieba's HMM path copy grows with the square of an unpunctuated run (DESIGN.md).
+CHARS_PER_TOKEN = 8
+# cleaning shortens texts (tags, URLs, runs of whitespace): the raw text is cut at this many times the clean limit
+RAW_CHARS_FACTOR = 4
+MAX_PASSES = 8  # rule passes until nothing changes; real texts settle in 1-2 (the last pass only confirms)
+
+
+def text_limits(max_len: int) -> tuple[int, int]:
+    """(raw, clean) character limits for a model reading `max_len` tokens."""
+    clean = max_len * CHARS_PER_TOKEN
+    return clean * RAW_CHARS_FACTOR, clean
+
+
+def as_text(value: object) -> str:
+    """A prediction input as a string: None/NaN/NA -> "", bytes decoded, anything else str()."""
+    if isinstance(value, str):
+        return value
+    if value is None or (isinstance(value, float) and value != value) or value is getattr(pd, "NA", object()):
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
 
 
 @lru_cache(maxsize=1)
@@ -36,11 +63,30 @@ def _t2s() -> Callable[[str], str]:
     return opencc.OpenCC("t2s").convert
 
 
+def _strip_html(t: str) -> str:
+    """Decode entities and remove tags until nothing changes: `&amp;lt;b&amp;gt;` is `<b>` after two decodes."""
+    if "<" not in t and "&" not in t:
+        return t
+    for _ in range(MAX_PASSES):
+        new = _TAG.sub(" ", html.unescape(t))
+        if new == t:
+            break
+        t = new
+    return t
+
+
 def text_rules(cfg: CleanConfig) -> list[tuple[str, Callable[[str], str]]]:
-    """The enabled text rules, in the order they run."""
+    """The enabled text rules, in the order they run.
+
+    Character-level normalisation runs first, so a full-width or zero-width-split URL, tag or entity is seen by
+    the rules after it (else a second pass would find it)."""
     rules: list[tuple[str, Callable[[str], str]]] = []
+    if cfg.strip_control:
+        rules.append(("control_chars", lambda t: _CONTROL.sub("", t)))
+    if cfg.nfkc:
+        rules.append(("nfkc", lambda t: unicodedata.normalize("NFKC", t)))
     if cfg.strip_html:
-        rules.append(("html", lambda t: html.unescape(_TAG.sub(" ", t)) if ("<" in t or "&" in t) else t))
+        rules.append(("html", _strip_html))
     # each pattern runs only on texts holding its cheap marker, so most texts cost one substring test
     for name, pattern, marker in (("urls", _URL, lambda t: "://" in t or "www." in t.lower()),
                                   ("emails", _EMAIL, lambda t: "@" in t),
@@ -53,29 +99,52 @@ def text_rules(cfg: CleanConfig) -> list[tuple[str, Callable[[str], str]]]:
         rules.append(("emoji", lambda t: _EMOJI.sub("", t)))
     if cfg.traditional_to_simplified:
         rules.append(("traditional_to_simplified", lambda t: _t2s()(t)))
-    if cfg.nfkc:
-        rules.append(("nfkc", lambda t: unicodedata.normalize("NFKC", t)))
-    if cfg.strip_control:
-        rules.append(("control_chars", lambda t: _CONTROL.sub("", t)))
     if cfg.collapse_whitespace:
         rules.append(("whitespace", lambda t: _SPACE.sub(" ", t).strip()))
     return rules
 
 
+def _to_fixpoint(text: str, rules: list[Callable[[str], str]]) -> str:
+    """Every rule, pass after pass, until a pass changes nothing (a clean text costs one pass)."""
+    for _ in range(MAX_PASSES):
+        new = text
+        for rule in rules:
+            new = rule(new)
+        if new == text:
+            break
+        text = new
+    return text
+
+
 def normalize_text(text: str, cfg: CleanConfig) -> str:
-    """One text through every enabled rule."""
+    """One text through every enabled rule (to the fixpoint)."""
     return normalize_texts([text], cfg)[0]
 
 
 def normalize_texts(texts: list[str], cfg: CleanConfig) -> list[str]:
-    """Many texts through every enabled rule; the rule list is built once, not per text (prediction hot path)."""
+    """Many texts through every enabled rule to the fixpoint; the rule list is built once, not per text."""
     rules = [rule for _, rule in text_rules(cfg)]
-    out = []
-    for text in texts:
-        for rule in rules:
-            text = rule(text)
-        out.append(text)
-    return out
+    return [_to_fixpoint(text, rules) for text in texts]
+
+
+def _cut_clean(text: str, rules: list[Callable[[str], str]], limit: int) -> str:
+    """A cleaned text cut to `limit` characters, cleaned again (a cut can end in a new phone number or a
+    trailing space) so the result is still a fixpoint; cleaning almost never lengthens a text, so this settles."""
+    for _ in range(3):
+        if len(text) <= limit:
+            return text
+        text = _to_fixpoint(text[:limit], rules)
+    return text[:limit]
+
+
+def prepare_texts(texts: Iterable[object], cfg: CleanConfig, max_len: int) -> list[str]:
+    """Raw inputs -> the text the model reads: as strings, cut to the raw limit, cleaned, cut to the clean limit.
+
+    The one preprocessing path of the clean stage, the encoder (training, evaluation, serving) and batch prediction.
+    """
+    raw_limit, clean_limit = text_limits(max_len)
+    rules = [rule for _, rule in text_rules(cfg)]
+    return [_cut_clean(_to_fixpoint(as_text(t)[:raw_limit], rules), rules, clean_limit) for t in texts]
 
 
 def _text_ids(texts: pd.Series) -> pd.Series:
@@ -110,33 +179,61 @@ def _resolve_conflicts(df: pd.DataFrame, policy: str) -> tuple[pd.DataFrame, pd.
     return kept, conflicted[~keep_mask].assign(reason="conflicting_label_minority")
 
 
-def _apply_rules(texts: pd.Series, cfg: CleanConfig, chunk_rows: int = 50000) -> tuple[pd.Series, list[dict]]:
-    """Every enabled rule over the texts, a chunk at a time: only one chunk exists as Python strings, so a
-    large file's compact (Arrow) text column is not expanded into objects several times over.
-    Returns the new texts (same index and dtype) and per rule the rows changed with up to 3 examples."""
-    rules = text_rules(cfg)
-    report = [{"rule": name, "changed": 0, "dropped": 0, "examples": []} for name, _ in rules]
-    parts = []
+def _apply_rules(texts: pd.Series, cfg: CleanConfig, max_len: int, chunk_rows: int = 50000) -> tuple[pd.Series, pd.Series, list[dict]]:
+    """prepare_texts over the texts, a chunk at a time: only one chunk exists as Python strings, so a large file's
+    compact (Arrow) text column is not expanded into objects several times over.
+    Returns the new texts (same index and dtype), each text's cleaned length before the clean limit cut (the raw
+    length when the raw text was cut), and per rule the rows changed with up to 3 examples."""
+    named = text_rules(cfg)
+    rules = [rule for _, rule in named]
+    raw_limit, clean_limit = text_limits(max_len)
+    report = [{"rule": name, "changed": 0, "dropped": 0, "examples": []} for name, _ in named]
+    cut_entry = {"rule": f"cut_to_{clean_limit}_chars", "changed": 0, "dropped": 0, "examples": []}
+    parts, lengths = [], []
     for start in range(0, len(texts), chunk_rows):
         part = texts.iloc[start : start + chunk_rows]
-        cur = part.tolist()
-        for entry, (_, rule) in zip(report, rules):
-            new = [rule(t) for t in cur]
-            for b, a in zip(cur, new):
-                if b != a:
-                    entry["changed"] += 1
-                    if len(entry["examples"]) < 3:
-                        entry["examples"].append({"before": b[:120], "after": a[:120]})
-            cur = new
-        parts.append(pd.Series(cur, index=part.index, dtype=texts.dtype))
-    return (pd.concat(parts) if parts else texts.copy()), report
+        raw = [as_text(t) for t in part.tolist()]
+        cur = [t[:raw_limit] for t in raw]
+        pending = list(range(len(cur)))
+        for _ in range(MAX_PASSES):  # passes until nothing changes, over the texts the last pass changed
+            changed = []
+            for i in pending:
+                t = cur[i]
+                for entry, rule in zip(report, rules):
+                    new = rule(t)
+                    if new != t:
+                        if len(entry["examples"]) < 3:
+                            entry["examples"].append({"before": t[:120], "after": new[:120]})
+                        entry["changed"] += 1
+                        t = new
+                if t != cur[i]:
+                    cur[i] = t
+                    changed.append(i)
+            if not changed:
+                break
+            pending = changed
+        lengths += [len(r) if len(r) > raw_limit else len(c) for r, c in zip(raw, cur)]
+        out = []
+        for t in cur:
+            if len(t) > clean_limit:
+                cut = _cut_clean(t, rules, clean_limit)
+                cut_entry["changed"] += 1
+                if len(cut_entry["examples"]) < 3:
+                    cut_entry["examples"].append({"before": t[:120], "after": cut[-120:]})
+                t = cut
+            out.append(t)
+        parts.append(pd.Series(out, index=part.index, dtype=texts.dtype))
+    new_texts = pd.concat(parts) if parts else texts.copy()
+    return new_texts, pd.Series(lengths, index=texts.index, dtype="int64"), report + [cut_entry]
 
 
-def clean_dataset(df: pd.DataFrame, cfg: CleanConfig) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
-    """Return (kept, dropped, report). `dropped` has the original row_id, text, label and a reason;
-    `report` has one entry per rule and filter: rows changed or dropped, with a few examples."""
+def clean_dataset(df: pd.DataFrame, cfg: CleanConfig, max_len: int = 256) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+    """Return (kept, dropped, report). `kept` has the model text in `text` and the original in `raw_text`;
+    `dropped` has the original row_id, text, label and a reason; `report` has one entry per rule and filter: rows
+    changed or dropped, with a few examples. `max_len` (tokenize.max_len) bounds each text (text_limits)."""
     work = df.copy()
-    work["text"], report = _apply_rules(df["text"], cfg)
+    work["text"], lengths, report = _apply_rules(df["text"], cfg, max_len)
+    work["raw_text"] = df["text"]
     raw = df.set_index("row_id")["text"]
     dropped = []
 
@@ -151,7 +248,7 @@ def clean_dataset(df: pd.DataFrame, cfg: CleanConfig) -> tuple[pd.DataFrame, pd.
     drop(work["label"] == "", "empty_label")
     drop(work["text"].str.len() < cfg.min_chars, "too_short")
     if cfg.max_chars:
-        drop(work["text"].str.len() > cfg.max_chars, "too_long")
+        drop(lengths.loc[work.index] > cfg.max_chars, "too_long")  # the length before the bound
     n_before = len(work)
     work, conflicts = _resolve_conflicts(work, cfg.conflict_policy)
     dropped.append(conflicts)
@@ -188,12 +285,12 @@ def check_quality(rows_in: int, kept: pd.DataFrame, cfg: CleanConfig) -> None:
                         "Add examples, merge or remove these classes, or lower the limit.")
 
 
-def drop_unusable_rows(df: pd.DataFrame, cfg: CleanConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+def drop_unusable_rows(df: pd.DataFrame, cfg: CleanConfig, max_len: int = 256) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For scoring a labelled file: drop only rows with an empty text (after normalisation) or label.
 
     Duplicates and conflicting labels stay: they are real traffic, and evaluation should count them.
     """
-    empty_text = pd.Series([t == "" for t in normalize_texts(df["text"].tolist(), cfg)], index=df.index)
+    empty_text = pd.Series([t == "" for t in prepare_texts(df["text"].tolist(), cfg, max_len)], index=df.index)
     empty = empty_text | (df["label"] == "")
     dropped = df[empty].assign(reason=empty_text[empty].map({True: "empty_text", False: "empty_label"}))
     return df[~empty].reset_index(drop=True), dropped[["row_id", "text", "label", "reason"]].reset_index(drop=True)
