@@ -14,6 +14,7 @@ from textcls_core.config import load_config
 from textcls_core.data import check_dataset_source
 from textcls_core.encoders import check_pretrained_source
 from textcls_core.errors import ConfigError, TextclsError
+from textcls_core.redact import redact_text, redact_uri, redact_values
 
 EXIT_USER_ERROR = 2
 
@@ -42,7 +43,7 @@ def print_summary(s: dict[str, Any]) -> None:
     print(f"rows            {s['rows']['read']} read{sampled}, {s['rows']['kept']} kept, {s['rows']['dropped']} dropped {s['dropped_by_reason']}")
     print(f"registered      {s['model_name']} version {s['model_version']} -> @{s['model_alias']} ({s['alias_reason']})")
     print(f"load it         mlflow.pyfunc.load_model('{s['model_uri']}')")
-    print(f"MLflow          {s['mlflow_tracking_uri']}  run {s['mlflow_run_id']}")
+    print(f"MLflow          {redact_uri(s['mlflow_tracking_uri'])}  run {s['mlflow_run_id']}")
     print(f"open the UI     {s['mlflow_ui_command']}")
     if "baseline_test_accuracy" in m:
         print(f"baseline        TF-IDF + LR test accuracy {m['baseline_test_accuracy']:.4f}   macro-F1 {m['baseline_test_macro_f1']:.4f}")
@@ -100,7 +101,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if r.get("relabel_queue_path"):
         print(f"label errors    {m['suspected_label_errors']:.0f} suspected: {r['relabel_queue_path']}")
     print(f"report          {r['report_path']}")
-    print(f"MLflow          {r['mlflow_tracking_uri']}  run {r['mlflow_run_id']}")
+    print(f"MLflow          {redact_uri(r['mlflow_tracking_uri'])}  run {r['mlflow_run_id']}")
     return 0
 
 
@@ -143,7 +144,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
-    print(json.dumps(cfg.model_dump(), ensure_ascii=False, indent=2))
+    print(json.dumps(redact_values(cfg.model_dump()), ensure_ascii=False, indent=2))
     return 0
 
 
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     except TextclsError as exc:
         if args.debug:
             raise
-        print(f"textcls: error: {exc}", file=sys.stderr)
+        print(f"textcls: error: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("textcls: interrupted", file=sys.stderr)

@@ -10,6 +10,7 @@ from mlflow.exceptions import MlflowException
 from tasks.tracking import client_for
 from textcls_core.errors import TextclsError
 from textcls_core.predictor import TextClassifier
+from textcls_core.redact import redact_uri
 
 
 def load_registered_classifier(model_uri: str, tracking_uri: str) -> TextClassifier:
@@ -18,7 +19,7 @@ def load_registered_classifier(model_uri: str, tracking_uri: str) -> TextClassif
     try:
         return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().classifier
     except MlflowException as exc:
-        raise TextclsError(f"Model '{model_uri}' cannot be loaded from {tracking_uri}: {exc.message.splitlines()[0]} "
+        raise TextclsError(f"Model '{model_uri}' cannot be loaded from {redact_uri(tracking_uri)}: {exc.message.splitlines()[0]} "
                            "Check the name and alias/version in the MLflow UI (Models).") from None
 
 

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tasks.tracking import client_for
+from textcls_core.redact import redact_uri
 
 
 def summary_markdown(s: dict[str, Any]) -> str:
@@ -32,10 +33,11 @@ def summary_task(tracking: dict[str, Any], analysis: dict[str, Any], cleaning: d
                  trained: dict[str, Any], evaluation: dict[str, Any], package: dict[str, Any],
                  summary_path: str | None = None) -> dict[str, Any]:
     uri = tracking["tracking_uri"]
+    shown_uri = redact_uri(uri)  # the summary is written, logged and printed: no credentials in it
     run_dir = Path(tracking["run_dir"])
-    ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"open {uri}"
+    ui = f"mlflow ui --backend-store-uri {shown_uri}" if uri.startswith("sqlite") else f"open {shown_uri}"
     summary = {
-        "mlflow_tracking_uri": uri, "mlflow_run_id": tracking["run_id"], "mlflow_experiment_id": tracking["experiment_id"],
+        "mlflow_tracking_uri": shown_uri, "mlflow_run_id": tracking["run_id"], "mlflow_experiment_id": tracking["experiment_id"],
         "prefect_flow_run_id": str(flow_run.id) if flow_run.id else None,
         "metrics": evaluation["metrics"], "per_class": evaluation["per_class"],
         "best_epoch": trained["best_epoch"], "best_val_accuracy": trained["best_val_accuracy"], "device": trained["device"],

@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 
 from textcls_core.config import Config, build_config
 from textcls_core.errors import ConfigError
+from textcls_core.redact import redact_text, redact_uri, redact_values
 
 
 def get_run_logger() -> logging.Logger | logging.LoggerAdapter:
@@ -29,6 +30,28 @@ def get_run_logger() -> logging.Logger | logging.LoggerAdapter:
         return _prefect_run_logger()
     except MissingContextError:
         return logging.getLogger("textcls")
+
+
+class RedactCredentials(logging.Filter):
+    """Masks `scheme://user:password@` in log records (messages and tracebacks) before any handler ships them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if redact_text(message) != message:
+            record.msg, record.args = redact_text(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        return True
+
+
+def redact_run_logs() -> None:
+    """Put the filter on every handler that ships run logs (Prefect's API handler, the console): idempotent."""
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, RedactCredentials) for f in handler.filters):
+                handler.addFilter(RedactCredentials())
 
 
 def resolve_tracking_uri(uri: str) -> str:
@@ -59,6 +82,7 @@ def start_tracking(cfg: Config, resume_run_id: str | None = None) -> dict[str, A
 
     With resume_run_id, reopen that run and its folder instead: training then resumes from its checkpoint.
     """
+    redact_run_logs()
     uri = resolve_tracking_uri(cfg.tracking.uri)
     client = client_for(uri)
     exp_id = _experiment_id(client, cfg.tracking.experiment, uri)
@@ -74,21 +98,24 @@ def start_tracking(cfg: Config, resume_run_id: str | None = None) -> dict[str, A
         client.set_tag(run_id, "textcls.resumed_by_prefect_flow_run_id", prefect_id)
     else:
         run = client.create_run(exp_id, run_name=flow_run.name or None, tags={
-            "prefect.flow_run_id": prefect_id, "prefect.flow_run_name": flow_run.name or "", "textcls.data_path": cfg.data.path})
+            "prefect.flow_run_id": prefect_id, "prefect.flow_run_name": flow_run.name or "",
+            "textcls.data_path": redact_uri(cfg.data.path)})
         run_id = run.info.run_id
-        params = [Param(k, str(v)[:6000]) for k, v in cfg.flat().items()]
+        # credentials in a URI (tracking.uri, an s3:// data path) never reach MLflow or the run folder
+        params = [Param(k, str(redact_values(v))[:6000]) for k, v in cfg.flat().items()]
         for i in range(0, len(params), 100):
             client.log_batch(run_id, params=params[i : i + 100])
-        client.log_dict(run_id, cfg.model_dump(), "config/resolved_config.yaml")
+        client.log_dict(run_id, redact_values(cfg.model_dump()), "config/resolved_config.yaml")
         run_dir = (Path(cfg.run.output_dir) / f"{datetime.now():%Y%m%d-%H%M%S}-{run_id[:8]}").resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(cfg.model_dump_json(indent=2), encoding="utf-8")  # what --resume reads back
-        (run_dir / "mlflow_run.json").write_text(json.dumps({"run_id": run_id, "tracking_uri": uri}), encoding="utf-8")
+        (run_dir / "config.json").write_text(  # what --resume reads back
+            json.dumps(redact_values(cfg.model_dump(mode="json")), ensure_ascii=False, indent=2), encoding="utf-8")
+        (run_dir / "mlflow_run.json").write_text(json.dumps({"run_id": run_id, "tracking_uri": redact_uri(uri)}), encoding="utf-8")
         client.set_tag(run_id, "textcls.run_dir", str(run_dir))
     if prefect_id:
         _tag_flow_run(prefect_id, f"mlflow_run_id:{run_id}")
     get_run_logger().info("MLflow run %s%s in experiment '%s' at %s; files in %s", run_id, " (resumed)" if resume_run_id else "",
-                          cfg.tracking.experiment, uri, run_dir)
+                          cfg.tracking.experiment, redact_uri(uri), run_dir)
     return {"run_id": run_id, "tracking_uri": uri, "experiment_id": exp_id, "run_dir": str(run_dir),
             "prefect_flow_run_id": prefect_id,
             # the data-stage cache (empty = off); absolute, because workers change directory
@@ -154,21 +181,33 @@ def resolve_resume(target: str, tracking_uri: str) -> tuple[Config, str]:
         try:
             folder = Path(client_for(tracking_uri).get_run(run_id).data.tags["textcls.run_dir"])
         except Exception:
-            raise ConfigError(f"--resume: '{target}' is neither a run folder nor an MLflow run id in {tracking_uri}. "
+            raise ConfigError(f"--resume: '{target}' is neither a run folder nor an MLflow run id in {redact_uri(tracking_uri)}. "
                               "Pass runs/<run> or the run id printed by textcls run.") from None
     cfg = run_config(folder)
     facts_path = folder / "mlflow_run.json"
     if not cfg.tracking.uri and facts_path.is_file():  # the store the run lives in, wherever textcls is started from
         stored = json.loads(facts_path.read_text(encoding="utf-8"))["tracking_uri"]
         cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"uri": stored})})
+    cfg = _with_credentials(cfg, tracking_uri)
     try:
         status = client_for(resolve_tracking_uri(cfg.tracking.uri)).get_run(run_id).info.status
     except Exception:
-        raise ConfigError(f"--resume: MLflow run {run_id} is not in {resolve_tracking_uri(cfg.tracking.uri)}. "
+        raise ConfigError(f"--resume: MLflow run {run_id} is not in {redact_uri(resolve_tracking_uri(cfg.tracking.uri))}. "
                           "Point tracking.uri (or MLFLOW_TRACKING_URI) at the store the run was logged to.") from None
     if status == "FINISHED":
         raise ConfigError(f"--resume: MLflow run {run_id} finished; there is nothing to resume. Start a new run instead.")
     return cfg, run_id
+
+
+def _with_credentials(cfg: Config, tracking_uri: str) -> Config:
+    """Run folders keep the tracking URI without its user info: put back the caller's credentials for the same store."""
+    stored = cfg.tracking.uri
+    if "***@" not in stored:
+        return cfg
+    if redact_uri(tracking_uri) != stored:
+        raise ConfigError(f"--resume: the run was logged to {stored}, whose credentials are not stored in the run folder. "
+                          "Set TEXTCLS_TRACKING__URI or MLFLOW_TRACKING_URI to that URI, with its credentials, and resume again.")
+    return cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"uri": tracking_uri})})
 
 
 def run_config(run_dir: str | Path) -> Config:

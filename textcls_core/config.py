@@ -211,6 +211,14 @@ class Config(_Section):
     registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_env(cls, data: Any) -> Any:
+        """TEXTCLS_<SECTION>__<KEY> variables fill the keys the YAML / --set / flow parameters leave out."""
+        from textcls_core.settings import fill_from_env
+
+        return fill_from_env(data, {name: set(f.annotation.model_fields) for name, f in cls.model_fields.items()})
+
     @model_validator(mode="after")
     def _check_cross_fields(self) -> "Config":
         if self.split.val_fraction + self.split.test_fraction >= 0.9:
@@ -275,7 +283,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
             lines.append(f"  - {loc} = {e.get('input')!r}: {e['msg']}")
         else:
             lines.append(f"  - {e['msg'].removeprefix('Value error, ')}")
-    return f"Invalid config ({source}):\n" + "\n".join(lines) + "\nFix the value in the YAML file or in --set KEY=VALUE."
+    return f"Invalid config ({source}):\n" + "\n".join(lines) + "\nFix the value in the YAML file, in --set KEY=VALUE or in its TEXTCLS_SECTION__KEY environment variable."
 
 
 def build_config(raw: dict[str, Any], overrides: list[str] | None = None, source: str = "config") -> Config:
