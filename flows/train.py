@@ -38,7 +38,7 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
         train = train_task.with_options(retries=config.train.retries, retry_delay_seconds=5)
         trained = train(encoded, config.model, config.train, config.tokenize, config.clean, config.run.seed, tracking)
         evaluation = evaluate_task(trained["model_dir"], split["paths"], config.evaluate, config.registry.model_name,
-                                   config.run.seed, tracking)
+                                   config.run.seed, tracking, source_path=config.data.path)
         tags = {"dataset_sha256": split["dataset_sha256"], "mlflow_run_id": tracking["run_id"],
                 "prefect_flow_run_id": tracking.get("prefect_flow_run_id", "")}
         package = package_task(trained["model_dir"], evaluation["metrics"], evaluation["per_class"], config, tracking, tags)

@@ -22,6 +22,7 @@ from textcls_core.errors import DataError
 from textcls_core.evaluation_report import build_evaluation, flat_metrics, measure_latency, write_evaluation
 from textcls_core.label_issues import find_suspect_labels
 from textcls_core.predictor import TextClassifier
+from textcls_core.relabel import source_file_sha256
 
 
 def _label_ids(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
@@ -40,8 +41,10 @@ def aligned_proba(clf: TextClassifier, texts: list[str], labels: list[str], batc
 
 
 def assess_classifier(clf: TextClassifier, test: pd.DataFrame, eval_cfg: EvaluateConfig, train: pd.DataFrame | None,
-                      label_pool: pd.DataFrame | None, champion: TextClassifier | None, seed: int, log: Any):
-    """Score clf on one labelled frame; the baseline fits on `train`, the label-error search runs over `label_pool`."""
+                      label_pool: pd.DataFrame | None, champion: TextClassifier | None, seed: int, log: Any,
+                      source_sha256: str = ""):
+    """Score clf on one labelled frame; the baseline fits on `train`, the label-error search runs over `label_pool`
+    (its queue records source_sha256, the file its row ids refer to, for `textcls relabel apply`)."""
     labels = clf.labels
     y = _label_ids(test, labels)
     texts = test["text"].tolist()
@@ -56,7 +59,7 @@ def assess_classifier(clf: TextClassifier, test: pd.DataFrame, eval_cfg: Evaluat
     if eval_cfg.label_error_folds and label_pool is not None:
         pool_y = _label_ids(label_pool, labels)
         oof = out_of_fold_proba(label_pool["text"].tolist(), pool_y, len(labels), eval_cfg.label_error_folds, seed)
-        relabel = find_suspect_labels(label_pool, pool_y, oof, labels)
+        relabel = find_suspect_labels(label_pool, pool_y, oof, labels, source_sha256)
         log.info("evaluate: %d suspected label errors in %d rows", len(relabel), len(label_pool))
     champion_probs = aligned_proba(champion, texts, labels, eval_cfg.batch_size) if champion is not None else None
     latency = measure_latency(lambda t: clf.predict_proba(t, eval_cfg.batch_size), texts, eval_cfg.latency_samples)
@@ -80,15 +83,18 @@ def publish_evaluation(ev, out_dir: Path, title: str, eval_cfg: EvaluateConfig, 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_task(model_dir: str, split_paths: dict[str, str], eval_cfg: EvaluateConfig, model_name: str,
-                  seed: int, tracking: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate the delivered artifact itself (same cleaning, segmentation and weights as the pyfunc)."""
+                  seed: int, tracking: dict[str, Any], source_path: str = "") -> dict[str, Any]:
+    """Evaluate the delivered artifact itself (same cleaning, segmentation and weights as the pyfunc).
+
+    source_path: the data file the splits came from; its sha256 goes into the relabel queue."""
     log = get_run_logger()
     clf = TextClassifier.load(model_dir)
     test, train, val = (pd.read_parquet(split_paths[k]) for k in ("test", "train", "val"))
     champ_version, champion = champion_classifier(model_name, tracking["tracking_uri"]) if eval_cfg.compare_champion else (None, None)
     if champ_version:
         log.info("evaluate: comparing with %s version %s (@champion) on the same test split", model_name, champ_version)
-    ev = assess_classifier(clf, test, eval_cfg, train, pd.concat([train, val], ignore_index=True), champion, seed, log)
+    ev = assess_classifier(clf, test, eval_cfg, train, pd.concat([train, val], ignore_index=True), champion, seed, log,
+                           source_file_sha256(source_path))
     ev.extra["champion_version"] = champ_version
     out = publish_evaluation(ev, Path(tracking["run_dir"]) / "evaluation", "textcls evaluation (test split)", eval_cfg, tracking)
     m = out["metrics"]
@@ -117,7 +123,8 @@ def evaluate_registered_task(model_uri: str, data_cfg: DataConfig, eval_cfg: Eva
     client = client_for(tracking["tracking_uri"])
     for key, value in {"textcls.model_uri": model_uri, "textcls.flow": "evaluate"}.items():
         client.set_tag(tracking["run_id"], key, value)
-    ev = assess_classifier(clf, frame, eval_cfg, None, frame if eval_cfg.label_error_folds else None, None, seed, log)
+    ev = assess_classifier(clf, frame, eval_cfg, None, frame if eval_cfg.label_error_folds else None, None, seed, log,
+                           source_file_sha256(data_cfg.path))
     out = publish_evaluation(ev, out_dir, f"textcls evaluation of {model_uri} on {Path(data_cfg.path).name}", eval_cfg, tracking)
     log.info("evaluate: %s on %s: accuracy %.4f, macro-F1 %.4f, %d rows scored, %d dropped",
              model_uri, data_cfg.path, out["metrics"]["test_accuracy"], out["metrics"]["test_macro_f1"], len(frame), len(dropped))
