@@ -50,6 +50,10 @@ def print_summary(s: dict[str, Any]) -> None:
     if s.get("champion_compared"):
         print(f"vs champion     v{s['champion_compared']}: macro-F1 delta {m['vs_champion_delta_macro_f1']:+.4f}, "
               f"{m['vs_champion_newly_wrong']:.0f} newly wrong, {m['vs_champion_newly_right']:.0f} newly right")
+    if s.get("stress"):
+        worst = sorted(s["stress"]["perturbations"], key=lambda r: -r["flip_rate"])[:3]
+        print(f"stress          {s['stress']['n']} texts; highest flip rates "
+              + ", ".join(f"{r['perturbation']} {r['flip_rate']:.3f}" for r in worst) + f"  ({s['reports']['stress_html']})")
     print(f"run files       {s['run_dir']}")
     print(f"report          {s['reports']['html']}")
 
@@ -105,6 +109,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stress(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, [*args.set, f"data.path={args.data}"])  # bad perturbation names / rates fail here
+    d = cfg.data
+    check_dataset_source(d.path, d.text_column, d.label_column, d.encoding, [])
+    _prepare_env(args)
+    from flows.stress import stress_text_classifier
+
+    r = stress_text_classifier(model_uri=args.model, config=cfg)
+    print("\n== textcls stress tests finished ==")
+    print(f"model           {r['model_uri']} on {d.path}: {r['n']} of {r['rows_scored']} usable rows (stress.max_texts); "
+          f"unperturbed accuracy {r['clean']['accuracy']:.4f}, macro-F1 {r['clean']['macro_f1']:.4f}")
+    print(f"{'perturbation':<20}{'accuracy':>10}{'Δacc':>9}{'macro-F1':>10}{'flip rate':>11}{'Δconf':>9}")
+    for row in r["table"]:
+        print(f"{row['perturbation']:<20}{row['accuracy']:>10.4f}{row['accuracy_delta']:>+9.4f}{row['macro_f1']:>10.4f}"
+              f"{row['flip_rate']:>11.4f}{row['confidence_change']:>+9.4f}")
+    print(f"report          {r['html_path']}")
+    print(f"MLflow          {r['mlflow_tracking_uri']}  run {r['mlflow_run_id']}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     _prepare_env(args)
@@ -155,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, fn, help_ in (("run", cmd_run, "run the training pipeline end to end"),
                             ("evaluate", cmd_evaluate, "evaluate a registered model on a labelled file"),
                             ("predict", cmd_predict, "score a file with a registered model (default @champion)"),
+                            ("stress", cmd_stress, "stress-test a registered model on perturbed texts of a labelled file"),
                             ("promote", cmd_promote, "make a registered version the champion, by hand"),
                             ("rollback", cmd_rollback, "give @champion back to the previous champion"),
                             ("check-config", cmd_check_config, "validate a config and print it resolved")):
@@ -167,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["run"].add_argument("--summary", metavar="PATH", help="also write the run summary JSON here")
     sub.choices["run"].add_argument("--resume", metavar="RUN", help="resume an interrupted run: its folder (runs/<run>) or MLflow run id")
     sub.choices["evaluate"].add_argument("--model", required=True, metavar="URI", help="models:/<name>@<alias> or models:/<name>/<version>")
+    sub.choices["stress"].add_argument("--model", required=True, metavar="URI", help="models:/<name>@<alias> or models:/<name>/<version>")
+    sub.choices["stress"].add_argument("--data", required=True, metavar="FILE", help="labelled file (columns from data.text_column / data.label_column)")
     sub.choices["predict"].add_argument("--input", required=True, metavar="FILE", help=".csv, .tsv, .jsonl, .parquet or .xlsx")
     sub.choices["predict"].add_argument("--output", required=True, metavar="FILE", help=".csv or .parquet")
     sub.choices["predict"].add_argument("--model", metavar="URI", help="default models:/<registry.model_name>@champion")

@@ -12,6 +12,7 @@ from tasks.encode_pretrained import encode_pretrained_task
 from tasks.evaluate import evaluate_task
 from tasks.package import package_task
 from tasks.summary import summary_task
+from tasks.stress import stress_task
 from tasks.train import train_task
 from tasks.tracking import finish_tracking, run_config, start_tracking
 from textcls_core.config import Config
@@ -39,10 +40,12 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
         trained = train(encoded, config.model, config.train, config.tokenize, config.clean, config.run.seed, tracking)
         evaluation = evaluate_task(trained["model_dir"], split["paths"], config.evaluate, config.registry.model_name,
                                    config.run.seed, tracking, source_path=config.data.path)
+        stress = stress_task(trained["model_dir"], split["paths"]["test"], config.stress, config.evaluate.batch_size,
+                             config.run.seed, tracking)  # before package: registry.max_flip_rate gates on its stress.json
         tags = {"dataset_sha256": split["dataset_sha256"], "mlflow_run_id": tracking["run_id"],
                 "prefect_flow_run_id": tracking.get("prefect_flow_run_id", "")}
         package = package_task(trained["model_dir"], evaluation["metrics"], evaluation["per_class"], config, tracking, tags)
-        summary = summary_task(tracking, analysis, cleaning, split, trained, evaluation, package, summary_path)
+        summary = summary_task(tracking, analysis, cleaning, split, trained, evaluation, package, summary_path, stress=stress)
     except BaseException:
         finish_tracking(tracking, "FAILED")
         raise

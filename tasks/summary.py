@@ -25,13 +25,17 @@ def summary_markdown(s: dict[str, Any]) -> str:
         f"- files: `{s['run_dir']}`; badcases: `{s['reports']['badcases']}`",
         f"- MLflow UI: `{s['mlflow_ui_command']}`",
     ]
+    if s.get("stress"):
+        worst = sorted(s["stress"]["perturbations"], key=lambda r: -r["flip_rate"])[:3]
+        lines.append(f"- stress ({s['stress']['n']} texts): highest flip rates "
+                     + ", ".join(f"{r['perturbation']} {r['flip_rate']:.3f}" for r in worst) + f"; `{s['reports']['stress_html']}`")
     return "\n".join(lines) + "\n"
 
 
 @task(name="write-summary", cache_policy=NO_CACHE)
 def summary_task(tracking: dict[str, Any], analysis: dict[str, Any], cleaning: dict[str, Any], split: dict[str, Any],
                  trained: dict[str, Any], evaluation: dict[str, Any], package: dict[str, Any],
-                 summary_path: str | None = None) -> dict[str, Any]:
+                 summary_path: str | None = None, stress: dict[str, Any] | None = None) -> dict[str, Any]:
     uri = tracking["tracking_uri"]
     shown_uri = redact_uri(uri)  # the summary is written, logged and printed: no credentials in it
     run_dir = Path(tracking["run_dir"])
@@ -54,6 +58,10 @@ def summary_task(tracking: dict[str, Any], analysis: dict[str, Any], cleaning: d
                     "confusion_matrix": str(Path(evaluation["dir"]) / "confusion_matrix.png")},
         "mlflow_ui_command": ui,
     }
+    if stress:  # the stress stage (#15): one row per perturbation, worst flip rate first in the markdown
+        summary["stress"] = {"n": stress["n"], "clean": stress["clean"], "perturbations": stress["table"],
+                             "seconds": stress["seconds"]}
+        summary["reports"]["stress_html"] = stress["html_path"]
     text = json.dumps(summary, ensure_ascii=False, indent=2)
     (run_dir / "summary.json").write_text(text, encoding="utf-8")
     if summary_path:

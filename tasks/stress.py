@@ -1,0 +1,101 @@
+"""Stress stage: the trained (or a registered) model on perturbed test texts; files, MLflow metrics, Prefect artifact."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from tasks.registry import load_registered_classifier
+from tasks.tracking import client_for, get_run_logger, log_metrics_now
+from textcls_core.clean import drop_unusable_rows
+from textcls_core.config import DataConfig, StressConfig
+from textcls_core.data import read_dataset
+from textcls_core.errors import DataError
+from textcls_core.predictor import TextClassifier
+from textcls_core.stress import (ProbaClassifier, StressResult, flat_stress_metrics, run_stress, sample_rows,
+                                 stress_markdown, write_stress_report)
+
+
+def _raw_texts(frame: pd.DataFrame) -> list[str]:
+    """What a caller would send: the file's raw text when the split keeps it, else the cleaned text."""
+    column = "raw_text" if "raw_text" in frame.columns else "text"
+    return frame[column].astype(str).tolist()
+
+
+def _link_from_report(out_dir: Path) -> None:
+    """Add a link to stress.html at the end of the evaluation report.html written before this stage (if there)."""
+    report = out_dir / "report.html"
+    if not report.is_file():
+        return
+    page = report.read_text(encoding="utf-8")
+    link = '<h2>Stress tests</h2><p><a href="stress.html">stress.html</a>: accuracy, flips and confidence under perturbed text.</p>'
+    if 'href="stress.html"' not in page and "</body>" in page:
+        report.write_text(page.replace("<script>", link + "<script>", 1) if "<script>" in page else page.replace("</body>", link + "</body>"),
+                          encoding="utf-8")
+
+
+def publish_stress(clf: ProbaClassifier, frame: pd.DataFrame, cfg: StressConfig, seed: int, batch_size: int, out_dir: Path,
+                   title: str, tracking: dict[str, Any], max_rows: int = 1000) -> dict[str, Any]:
+    """Run the perturbations on a seeded subsample, write the files, log metrics and files to MLflow."""
+    log = get_run_logger()
+    sample = sample_rows(frame, cfg.max_texts, seed)
+    t0 = time.perf_counter()
+    result: StressResult = run_stress(clf, _raw_texts(sample), sample["label"].astype(str).tolist(), cfg, seed, batch_size)
+    seconds = time.perf_counter() - t0
+    files = write_stress_report(result, out_dir, title, max_rows)
+    metrics = flat_stress_metrics(result) | {"stress_seconds": seconds}
+    log_metrics_now(tracking, metrics)
+    client = client_for(tracking["tracking_uri"])
+    for key in ("html", "json", "table", "examples"):
+        client.log_artifact(tracking["run_id"], str(files[key]), "evaluation")
+    if flow_run.id:
+        create_markdown_artifact(stress_markdown(result, title), key="textcls-stress", description=title)
+    worst = result.table.sort_values("flip_rate", ascending=False).head(3) if not result.table.empty else result.table
+    log.info("stress: %d texts x %d perturbations in %.1f s; highest flip rates: %s", result.n, len(result.table), seconds,
+             ", ".join(f"{r.perturbation} {r.flip_rate:.3f}" for r in worst.itertuples()) or "none")
+    return {"metrics": metrics, "table": result.table.to_dict("records"), "clean": result.clean, "n": result.n,
+            "html_path": str(files["html"]), "examples_path": str(files["examples"]), "seconds": seconds}
+
+
+@task(name="stress", cache_policy=NO_CACHE)
+def stress_task(model_dir: str, test_path: str, cfg: StressConfig, batch_size: int, seed: int,
+                tracking: dict[str, Any]) -> dict[str, Any] | None:
+    """The trained artifact on perturbed texts of the test split; writes evaluation/stress.html. None when disabled."""
+    if not cfg.enabled:
+        return None
+    clf = TextClassifier.load(model_dir)
+    out_dir = Path(tracking["run_dir"]) / "evaluation"
+    out = publish_stress(clf, pd.read_parquet(test_path), cfg, seed, batch_size, out_dir,
+                         "textcls stress tests (test split)", tracking)
+    _link_from_report(out_dir)
+    return out
+
+
+@task(name="stress-registered", cache_policy=NO_CACHE)
+def stress_registered_task(model_uri: str, data_cfg: DataConfig, cfg: StressConfig, batch_size: int, seed: int,
+                           tracking: dict[str, Any]) -> dict[str, Any]:
+    """A registered model on perturbed texts of any labelled file (all of stress.perturbations and stress.rules)."""
+    clf = load_registered_classifier(model_uri, tracking["tracking_uri"])
+    df = read_dataset(data_cfg.path, data_cfg.text_column, data_cfg.label_column, data_cfg.encoding)
+    frame, _ = drop_unusable_rows(df, clf.clean_cfg)
+    unknown = sorted(set(frame["label"].astype(str)) - set(clf.labels))
+    if unknown:
+        raise DataError(f"Data file '{data_cfg.path}' has labels the model does not know: {unknown[:10]}; "
+                        f"model {model_uri} predicts {clf.labels}. Map the labels or stress-test a model trained on them.")
+    if frame.empty:
+        raise DataError(f"Data file '{data_cfg.path}' has no row with both a text and a label.")
+    client = client_for(tracking["tracking_uri"])
+    for key, value in {"textcls.model_uri": model_uri, "textcls.flow": "stress"}.items():
+        client.set_tag(tracking["run_id"], key, value)
+    out_dir = Path(tracking["run_dir"]) / "evaluation"
+    title = f"textcls stress tests of {model_uri} on {Path(data_cfg.path).name}"
+    out = publish_stress(clf, frame, cfg, seed, batch_size, out_dir, title, tracking)
+    return out | {"model_uri": model_uri, "rows_read": len(df), "rows_scored": len(frame),
+                  "mlflow_run_id": tracking["run_id"], "mlflow_tracking_uri": tracking["tracking_uri"]}

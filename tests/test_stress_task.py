@@ -1,0 +1,49 @@
+"""The stress task through `.fn`: a small real TextClassifier, a test split on disk, a fresh MLflow store."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from tasks.stress import stress_task
+from tests.conftest import NEG, POS
+from textcls_core.config import CleanConfig, ModelConfig, StressConfig
+from textcls_core.encoders import WordEncoder
+from textcls_core.predictor import TextClassifier, build_model
+from textcls_core.train import set_seed
+
+
+def test_stress_task_writes_files_logs_metrics_and_links_the_report(tmp_path, tracking_uri):
+    set_seed(0)
+    itos = ["<pad>", "<unk>", "质量", "很", "好", "太", "差", "了", "物流", "快", "慢"]
+    mcfg = ModelConfig(embed_dim=8, num_filters=4, kernel_sizes=[1, 2])
+    TextClassifier(build_model(mcfg, len(itos), 2), WordEncoder(itos, 32), ["negative", "positive"], mcfg, CleanConfig()).save(tmp_path / "m")
+    texts = POS + NEG
+    # raw_text is what a caller sends (here with a URL); the task must perturb and score that, not the cleaned text
+    test = pd.DataFrame({"text": texts, "raw_text": [t + " http://x.cn" for t in texts],
+                         "label": ["positive"] * len(POS) + ["negative"] * len(NEG)})
+    test.to_parquet(tmp_path / "test.parquet")
+    client = MlflowClient(tracking_uri)
+    run_id = client.create_run(client.create_experiment("t")).info.run_id
+    run_dir = tmp_path / "run"
+    (run_dir / "evaluation").mkdir(parents=True)
+    (run_dir / "evaluation" / "report.html").write_text("<html><body><h1>r</h1><script>x</script></body></html>", encoding="utf-8")
+    tracking = {"run_id": run_id, "tracking_uri": tracking_uri, "run_dir": str(run_dir)}
+    cfg = StressConfig(max_texts=10, perturbations=["empty", "one_char"], top_examples=3)
+
+    out = stress_task.fn(str(tmp_path / "m"), str(tmp_path / "test.parquet"), cfg, 8, 0, tracking)
+
+    assert out["n"] == 10 and [r["perturbation"] for r in out["table"]] == ["empty", "one_char"]
+    written = json.loads((run_dir / "evaluation" / "stress.json").read_text(encoding="utf-8"))
+    assert written["perturbations"] == json.loads(json.dumps(out["table"]))
+    examples = pd.read_csv(out["examples_path"])
+    assert len(examples) == 6 and examples["original"].str.endswith("http://x.cn").all()
+    assert (examples.loc[examples.perturbation == "one_char", "perturbed"].str.len() == 1).all()
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics["stress_texts"] == 10 and metrics["stress_one_char_flip_rate"] == out["metrics"]["stress_one_char_flip_rate"]
+    report = (run_dir / "evaluation" / "report.html").read_text(encoding="utf-8")
+    assert report.count('href="stress.html"') == 1 and report.index("stress.html") < report.index("<script>")
+    assert {"evaluation/stress.html", "evaluation/stress.json"} <= {a.path for a in client.list_artifacts(run_id, "evaluation")}
+    assert stress_task.fn(str(tmp_path / "m"), str(tmp_path / "test.parquet"), StressConfig(enabled=False), 8, 0, tracking) is None
