@@ -79,8 +79,20 @@ class TokenizeConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: Literal["textcnn", "bilstm", "transformer"] = Field(
-        "textcnn", description="textcnn or bilstm over jieba word ids, or transformer (a pretrained Hugging Face encoder).")
+    name: Literal["textcnn", "bilstm", "transformer", "tfidf_lr"] = Field(
+        "textcnn", description="textcnn or bilstm over jieba word ids, transformer (a pretrained Hugging Face encoder), "
+                               "or tfidf_lr (char + jieba word n-gram TF-IDF + logistic regression).")
+    candidates: list[Literal["model", "tfidf_lr", "ensemble"]] = Field(
+        ["model", "tfidf_lr", "ensemble"], min_length=1,
+        description="Models trained and compared; the best on validation (train.select_metric) is packaged. model = "
+                    "model.name; ensemble = probability average of model and tfidf_lr, weight fit on validation.")
+    tfidf_features: list[Literal["char+word", "char", "word"]] = Field(
+        ["char+word", "char", "word"], min_length=1, description="tfidf_lr: feature sets tried; validation picks one.")
+    tfidf_c: list[float] = Field([1.0, 4.0, 16.0], min_length=1,
+                                 description="tfidf_lr: logistic-regression C values tried (larger = less regularised); validation picks one.")
+    tfidf_char_ngrams: int = Field(3, ge=1, le=5, description="tfidf_lr: character n-grams of length 1..N.")
+    tfidf_word_ngrams: int = Field(2, ge=1, le=3, description="tfidf_lr: jieba word n-grams of length 1..N.")
+    tfidf_min_df: int = Field(2, ge=1, description="tfidf_lr: n-grams found in fewer training texts are dropped.")
     pretrained: str = Field("", description="transformer: local folder from save_pretrained, or a hub name such as bert-base-chinese.")
     binary_head: Literal["two_logits", "single_logit"] = Field(
         "two_logits", description="Binary tasks: two logits + cross-entropy, or one logit + BCE-with-logits.")
@@ -127,7 +139,7 @@ class TrainConfig(_Section):
 
 class EvaluateConfig(_Section):
     batch_size: int = Field(256, ge=1, description="Examples per evaluation batch.")
-    baseline: bool = Field(True, description="Also fit char n-gram TF-IDF + logistic regression and report it beside the model.")
+    baseline: bool = Field(True, description="Report the tfidf_lr candidate beside the shipped model (trained for it when not in model.candidates).")
     label_error_folds: int = Field(5, ge=0, description="k for out-of-fold label-error search over train+val (0 = skip).")
     compare_champion: bool = Field(True, description="Score the registered @champion on the same test split and diff it.")
     latency_samples: int = Field(200, ge=0, description="Texts timed one at a time for single-text latency (0 = skip).")
@@ -225,6 +237,10 @@ class Config(_Section):
             raise ValueError("split.val_fraction + split.test_fraction must leave at least 10% for training")
         if max(self.model.kernel_sizes) > self.tokenize.max_len:
             raise ValueError("model.kernel_sizes must not exceed tokenize.max_len")
+        if "ensemble" in self.model.candidates and self.model.name != "tfidf_lr" and not {"model", "tfidf_lr"} <= set(self.model.candidates):
+            raise ValueError("model.candidates: ensemble blends model and tfidf_lr; list both, e.g. [model, tfidf_lr, ensemble]")
+        if any(c <= 0 for c in self.model.tfidf_c):
+            raise ValueError(f"model.tfidf_c = {self.model.tfidf_c}: every C must be > 0, e.g. [1.0, 4.0, 16.0]")
         if self.model.name == "transformer" and not self.model.pretrained:
             raise ValueError("model.name=transformer needs model.pretrained: a folder written by save_pretrained, or a hub name")
         if self.train.micro_batch_size > self.train.batch_size:
