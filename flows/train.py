@@ -29,13 +29,13 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
     try:
         if resume_run_id:
             config = run_config(tracking["run_dir"])  # the interrupted run's own settings, whatever was passed
-        analysis = analyze_task(config.data, config.extra_columns(), config.run.seed, tracking)
-        cleaning = clean_task(analysis["raw_path"], config.clean, tracking)
+        analysis = analyze_task(config.data, config.extra_columns(), config.run.seed, tracking, max_len=config.tokenize.max_len)
+        cleaning = clean_task(analysis["raw_path"], config.clean, tracking, max_len=config.tokenize.max_len)
         split = split_task(cleaning["clean_path"], config.split, config.run.seed, tracking)
         if config.model.name == "transformer":
-            encoded = encode_pretrained_task(split["paths"], config.tokenize, config.model, tracking)
+            encoded = encode_pretrained_task(split["paths"], config.tokenize, config.model, tracking, config.clean)
         else:
-            encoded = encode_task(split["paths"], config.tokenize, tracking)
+            encoded = encode_task(split["paths"], config.tokenize, tracking, config.clean)
         train = train_task.with_options(retries=config.train.retries, retry_delay_seconds=5)
         trained = train(encoded, config.model, config.train, config.tokenize, config.clean, config.run.seed, tracking)
         evaluation = evaluate_task(trained["model_dir"], split["paths"], config.evaluate, config.registry.model_name,

@@ -76,7 +76,8 @@ def _source_id(path: str, cache: StageCache) -> dict[str, str]:
 
 
 @task(name="analyze", cache_policy=NO_CACHE)
-def analyze_task(data_cfg: DataConfig, extra_columns: list[str], seed: int, tracking: dict[str, Any]) -> dict[str, Any]:
+def analyze_task(data_cfg: DataConfig, extra_columns: list[str], seed: int, tracking: dict[str, Any],
+                 max_len: int = 256) -> dict[str, Any]:
     """Read the source once (to raw.parquet), then report class balance, lengths, duplicates, conflicts."""
     run_dir = Path(tracking["run_dir"])
     cache = stage_cache(tracking)
@@ -88,12 +89,12 @@ def analyze_task(data_cfg: DataConfig, extra_columns: list[str], seed: int, trac
         rows_read = len(df)
         df = sample_rows(df, data_cfg.max_rows, seed)
         df.to_parquet(folder / "raw.parquet", index=False)
-        stats = analyze_dataset(df, seed=seed) | {"rows_read": rows_read, "rows_sampled": len(df)}
+        stats = analyze_dataset(df, seed=seed, max_len=max_len) | {"rows_read": rows_read, "rows_sampled": len(df)}
         _write_report(stats, df, folder, "analysis", title)
         return {"stats": stats, "raw_sha256": hash_frame(df)}
 
     key = fingerprint("analyze", _source_id(data_cfg.path, cache), data_cfg.model_dump(exclude={"path", "chunk_rows"}),
-                      list(extra_columns), seed, code_version(*_ANALYZE_CODE)) if cache.root else ""
+                      list(extra_columns), seed, max_len, code_version(*_ANALYZE_CODE)) if cache.root else ""
     entry = cache.run("analyze", key, build, scratch=run_dir / "data")
     raw_path = entry.copy_to("raw.parquet", run_dir / "data" / "raw.parquet")
     files = _place_report(entry, run_dir, "analysis", title)
@@ -109,14 +110,15 @@ def analyze_task(data_cfg: DataConfig, extra_columns: list[str], seed: int, trac
 
 
 @task(name="clean", cache_policy=NO_CACHE)
-def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: dict[str, Any]) -> dict[str, Any]:
-    """Normalise and filter; every dropped row goes to dropped.csv with its reason."""
+def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: dict[str, Any], max_len: int = 256) -> dict[str, Any]:
+    """Normalise (each text cut to what a `max_len`-token model reads) and filter; every dropped row goes to
+    dropped.csv with its reason. clean.parquet keeps the original text beside the model text (raw_text)."""
     run_dir = Path(tracking["run_dir"])
     cache = stage_cache(tracking)
 
     def build(folder: Path) -> dict[str, Any]:
         df = pd.read_parquet(raw_path)
-        kept, dropped, rules = clean_dataset(df, clean_cfg)
+        kept, dropped, rules = clean_dataset(df, clean_cfg, max_len)
         kept.to_parquet(folder / "clean.parquet", index=False)
         dropped.to_csv(folder / "dropped.csv", index=False, encoding="utf-8")
         reasons = {str(k): int(v) for k, v in dropped["reason"].value_counts().sort_index().items()}
@@ -125,7 +127,7 @@ def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: dict[str, Any]) 
         return counts | {"rules": rules}
 
     # the gates (max_drop_share, min_class_examples) do not change the output: they are checked on every run
-    key = fingerprint("clean", file_sha256(raw_path), clean_cfg.model_dump(exclude={"max_drop_share", "min_class_examples"}),
+    key = fingerprint("clean", file_sha256(raw_path), clean_cfg.model_dump(exclude={"max_drop_share", "min_class_examples"}), max_len,
                       code_version("textcls_core.clean", "tasks.data")) if cache.root else ""
     entry = cache.run("clean", key, build, scratch=run_dir / "data")
     kept_path = entry.copy_to("clean.parquet", run_dir / "data" / "clean.parquet")
@@ -149,7 +151,7 @@ def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: dict[str, Any]) 
 
     def build_after(folder: Path) -> dict[str, Any]:
         kept = pd.read_parquet(kept_path)
-        after = analyze_dataset(kept)  # the same report on what training will see
+        after = analyze_dataset(kept, max_len=max_len)  # the same report on what training will see
         _write_report(after, kept, folder, "analysis_after_cleaning", title)
         return {"stats": after}
 
@@ -203,11 +205,14 @@ def split_task(clean_path: str, split_cfg: SplitConfig, seed: int, tracking: dic
     return out
 
 
-def segment_splits(frames: dict[str, pd.DataFrame], workers: int, tracking: dict[str, Any]) -> dict[str, list[list[str]]]:
-    """jieba tokens per split for the encode stage: every split in one parallel pass (tokenize.workers), cached
-    by the content hash of the texts (jieba's version and the segmentation code are in the key)."""
+def segment_splits(texts_by_split: dict[str, list[str]], workers: int, tracking: dict[str, Any],
+                   record_as: str = "segment") -> dict[str, list[list[str]]]:
+    """jieba tokens per split for the encode stage (texts already prepared by the encoder): every split in one
+    parallel pass (tokenize.workers), cached by the content hash of the texts (jieba's version and the
+    segmentation code are in the key). record_as: the stage name of the cache tag/metric (the candidates stage
+    reads the same entry and must not overwrite the encode stage's record)."""
     cache = stage_cache(tracking)
-    texts = [t for name in SPLITS for t in frames[name]["text"].tolist()]
+    texts = [t for name in SPLITS for t in texts_by_split[name]]
     computed: dict[str, list[list[str]]] = {}
 
     def build(folder: Path) -> dict[str, Any]:
@@ -225,8 +230,9 @@ def segment_splits(frames: dict[str, pd.DataFrame], workers: int, tracking: dict
         if tokens is None:
             tokens = pq.read_table(entry.file("tokens.parquet")).column("tokens").to_pylist()
             assert len(tokens) == len(texts), f"cache entry {entry.path} holds {len(tokens)} token lists for {len(texts)} texts"
-    log_metrics_now(tracking, _record_cache(tracking, "segment", cache, entry, hit))
+    log_metrics_now(tracking, _record_cache(tracking, record_as, cache, entry, hit))
     out, start = {}, 0
     for name in SPLITS:
-        out[name], start = tokens[start : start + len(frames[name])], start + len(frames[name])
+        n = len(texts_by_split[name])
+        out[name], start = tokens[start : start + n], start + n
     return out

@@ -1,4 +1,5 @@
-"""Tokenize/encode stage: jieba words, vocabulary from train only, token ids per split."""
+"""Encode stage: builds THE run's TextEncoder from raw text (cleaning settings, per-text bounds, jieba words and a
+vocabulary from train only, max_len), saves it once to <run>/encoded/encoder/, and writes token ids per split."""
 
 from __future__ import annotations
 
@@ -12,9 +13,37 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.data import segment_splits
 from tasks.tracking import get_run_logger, log_artifacts, log_metrics_now
-from textcls_core.config import TokenizeConfig
-from textcls_core.split import SPLITS
+from textcls_core.config import CleanConfig, TokenizeConfig
+from textcls_core.encoders import TextEncoder, WordEncoder, encoder_sha256
+from textcls_core.split import SPLITS, hash_frame
 from textcls_core.tokenize import build_vocab, encode_tokens, oov_rate
+
+
+def raw_texts(frame: pd.DataFrame) -> list[str]:
+    """The original texts of a split (raw_text), or its text column for split files written before raw_text existed."""
+    return frame["raw_text" if "raw_text" in frame.columns else "text"].tolist()
+
+
+def save_encoder(encoder: TextEncoder, frames: dict[str, pd.DataFrame], tracking: dict[str, Any]) -> dict[str, Any]:
+    """Save the encoder once; return its folder and the fingerprint a checkpoint records (split contents + encoder)."""
+    encoder_dir = encoder.save(Path(tracking["run_dir"]) / "encoded" / "encoder")
+    columns = ("raw_text", "text", "label")
+    fingerprint = {f"{name}_sha256": hash_frame(frames[name], tuple(c for c in columns if c in frames[name].columns))
+                   for name in SPLITS} | {"encoder_sha256": encoder_sha256(encoder_dir)}
+    (encoder_dir.parent / "fingerprint.json").write_text(json.dumps(fingerprint, indent=2), encoding="utf-8")
+    log_artifacts(tracking, [encoder_dir.parent / "fingerprint.json"], "encoded")
+    return {"encoder_dir": str(encoder_dir), "fingerprint": fingerprint}
+
+
+def prepare_splits(encoder: TextEncoder, frames: dict[str, pd.DataFrame]) -> dict[str, list[str]]:
+    """Each split's raw texts through the encoder's cleaning and bounds; warns when that is not the clean stage's text
+    (it is the same function; a difference means the clean stage ran with other settings)."""
+    texts = {name: encoder.prepare(raw_texts(frames[name])) for name in SPLITS}
+    differ = sum(a != b for name in SPLITS for a, b in zip(texts[name], frames[name]["text"].tolist()))
+    if differ:
+        get_run_logger().warning("encode: %d texts clean differently than in the clean stage (other clean/tokenize settings?); "
+                                 "the encoder's version is used", differ)
+    return texts
 
 
 def write_encoded(frames: dict[str, pd.DataFrame], ids: dict[str, list[list[int]]], labels: list[str],
@@ -41,10 +70,13 @@ def write_encoded(frames: dict[str, pd.DataFrame], ids: dict[str, list[list[int]
 
 
 @task(name="encode", cache_policy=NO_CACHE)
-def encode_task(split_paths: dict[str, str], tok_cfg: TokenizeConfig, tracking: dict[str, Any]) -> dict[str, Any]:
-    """jieba words per split, a vocabulary from train only (vocab.json), token ids cut to max_len."""
+def encode_task(split_paths: dict[str, str], tok_cfg: TokenizeConfig, tracking: dict[str, Any],
+                clean_cfg: CleanConfig = CleanConfig()) -> dict[str, Any]:
+    """The run's TextEncoder from the splits' raw texts: jieba words, a vocabulary from train only, ids cut to max_len."""
     frames = {name: pd.read_parquet(split_paths[name]) for name in SPLITS}
-    tokens = segment_splits(frames, tok_cfg.workers, tracking)  # parallel jieba, cached by the texts' content hash
+    probe = TextEncoder(clean_cfg, WordEncoder([], tok_cfg.max_len))  # cleaning + bounds; the vocabulary comes next
+    texts = prepare_splits(probe, frames)
+    tokens = segment_splits(texts, tok_cfg.workers, tracking)  # parallel jieba, cached by the texts' content hash
     itos = build_vocab(tokens["train"], tok_cfg.min_freq, tok_cfg.max_vocab)
     stoi = {w: i for i, w in enumerate(itos)}
     labels = sorted(frames["train"]["label"].unique().tolist())
@@ -56,5 +88,7 @@ def encode_task(split_paths: dict[str, str], tok_cfg: TokenizeConfig, tracking: 
     vocab_path = Path(tracking["run_dir"]) / "encoded" / "vocab.json"
     paths = write_encoded(frames, ids, labels, metrics, tracking)
     vocab_path.write_text(json.dumps(itos, ensure_ascii=False), encoding="utf-8")
-    get_run_logger().info("encode: vocab %d, labels %s, oov val %.3f", len(itos), labels, metrics["val_oov_rate"])
-    return {"paths": paths, "vocab_path": str(vocab_path), "labels": labels} | metrics
+    saved = save_encoder(TextEncoder(clean_cfg, WordEncoder(itos, tok_cfg.max_len)), frames, tracking)
+    get_run_logger().info("encode: vocab %d, labels %s, oov val %.3f, encoder %s", len(itos), labels, metrics["val_oov_rate"],
+                          saved["encoder_dir"])
+    return {"paths": paths, "vocab_path": str(vocab_path), "labels": labels} | saved | metrics

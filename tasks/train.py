@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.tracking import MetricLogger, client_for, get_run_logger, log_artifacts, log_metrics_now
 from textcls_core.config import CleanConfig, ModelConfig, TokenizeConfig, TrainConfig
 from textcls_core.distributed import ERROR_PREFIX, METRIC_PREFIX, launch_command, result_paths
-from textcls_core.encoders import PretrainedEncoder, WordEncoder, load_tokenizer
+from textcls_core.encoders import PretrainedEncoder, TextEncoder, WordEncoder, load_tokenizer
 from textcls_core.errors import TextclsError
 from textcls_core.fit import FitSpec, fit, prepare_model
 from textcls_core.predictor import TextClassifier
@@ -57,6 +57,18 @@ def _run_torchrun(spec: FitSpec, spec_path: Path, train_cfg: TrainConfig, metric
     return json.loads(result_path.read_text(encoding="utf-8")) | {"best_path": str(best_path)}
 
 
+def _run_encoder(encoded: dict[str, Any], tok_cfg: TokenizeConfig, clean_cfg: CleanConfig) -> TextEncoder:
+    """The encoder the encode stage saved (the model folder gets the same files); hand-built encoded dicts
+    without one (tests, old callers) get the equivalent from the vocabulary or tokenizer."""
+    if encoded.get("encoder_dir"):
+        return TextEncoder.load(encoded["encoder_dir"])
+    if encoded.get("tokenizer_path"):
+        tokens: WordEncoder | PretrainedEncoder = PretrainedEncoder(load_tokenizer(encoded["tokenizer_path"]), tok_cfg.max_len)
+    else:
+        tokens = WordEncoder(json.loads(Path(encoded["vocab_path"]).read_text(encoding="utf-8")), tok_cfg.max_len)
+    return TextEncoder(clean_cfg, tokens)
+
+
 @task(name="train", cache_policy=NO_CACHE, tags=["gpu"], retry_condition_fn=retry_unless_user_error)
 def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: TrainConfig, tok_cfg: TokenizeConfig,
                clean_cfg: CleanConfig, seed: int, tracking: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +82,7 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
     spec = FitSpec(train_path=encoded["paths"]["train"], val_path=encoded["paths"]["val"], labels=labels,
                    model=model_cfg.model_dump(), train=train_cfg.model_dump(), max_len=tok_cfg.max_len, seed=seed,
                    vocab_size=encoded["vocab_size"], pad_id=encoded.get("pad_id", PAD_ID),
-                   checkpoint_path=str(run_dir / "checkpoints" / "last.pt"))
+                   checkpoint_path=str(run_dir / "checkpoints" / "last.pt"), fingerprint=encoded.get("fingerprint", {}))
     client = client_for(tracking["tracking_uri"])
     metric_logger = MetricLogger(tracking)
     processes = train_cfg.devices * train_cfg.nnodes
@@ -101,12 +113,8 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
                                f"best_{train_cfg.select_metric}": facts["best_score"], "model_parameters": n_params,
                                "train_resumed_from_step": facts["resumed_from_step"],
                                "train_final_micro_batch_size": facts["micro_batch_size"]})
-    if model_cfg.name == "transformer":
-        encoder: WordEncoder | PretrainedEncoder = PretrainedEncoder(load_tokenizer(encoded["tokenizer_path"]), tok_cfg.max_len)
-    else:
-        encoder = WordEncoder(json.loads(Path(encoded["vocab_path"]).read_text(encoding="utf-8")), tok_cfg.max_len)
     model_dir = run_dir / "model"
-    TextClassifier(model.cpu(), encoder, labels, model_cfg, clean_cfg).save(model_dir)
+    TextClassifier(model.cpu(), _run_encoder(encoded, tok_cfg, clean_cfg), labels, model_cfg).save(model_dir)
     history_path = run_dir / "reports" / "train_history.json"
     history_path.parent.mkdir(parents=True, exist_ok=True)
     history_path.write_text(json.dumps(history, indent=2), encoding="utf-8")

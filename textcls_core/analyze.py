@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from textcls_core.clean import text_limits
 from textcls_core.tokenize import segment_texts
 
 PERCENTILES = (50, 90, 95, 99)
@@ -59,8 +60,11 @@ def _percentiles(values: np.ndarray) -> dict[str, float]:
     return out | {"max": float(values.max()), "mean": round(float(values.mean()), 2)}
 
 
-def analyze_dataset(df: pd.DataFrame, token_sample: int = 5000, seed: int = 0) -> dict[str, Any]:
-    """Facts about a canonical frame (text, label). Token lengths use a jieba pass over a sample."""
+def analyze_dataset(df: pd.DataFrame, token_sample: int = 5000, seed: int = 0, max_len: int = 256) -> dict[str, Any]:
+    """Facts about a canonical frame (text, label). Character lengths are those of the texts as given; token
+    lengths use a jieba pass over a sample, each text cut first to what a `max_len`-token model reads
+    (clean.text_limits), so one huge unpunctuated text cannot stall the stage (jieba's HMM is quadratic in it)."""
+    char_limit = text_limits(max_len)[1]
     stripped = df["text"].str.strip()
     nonempty = df[stripped != ""]
     counts = df["label"].value_counts().sort_index()
@@ -72,7 +76,7 @@ def analyze_dataset(df: pd.DataFrame, token_sample: int = 5000, seed: int = 0) -
     labels_per_text = keyed_nonempty.groupby("t")["label"].nunique()
     conflicting = sorted(unique_texts[labels_per_text.index[labels_per_text > 1]])
     sample = nonempty.sample(n=min(token_sample, len(nonempty)), random_state=seed) if len(nonempty) else nonempty
-    sample_tokens = segment_texts(sample["text"])
+    sample_tokens = segment_texts(t[:char_limit] for t in sample["text"].tolist())
     tok_lens = np.array([len(t) for t in sample_tokens])
     sample_labels = sample["label"].to_numpy()
     char_lens = nonempty["text"].str.len()
@@ -90,7 +94,9 @@ def analyze_dataset(df: pd.DataFrame, token_sample: int = 5000, seed: int = 0) -
         "duplicate_texts": int(keyed_nonempty.duplicated("t").sum()),
         "conflicting_texts": int(len(conflicting)),
         "conflicting_examples": [str(t)[:80] for t in conflicting[:5]],
-        "char_length": _percentiles(nonempty["text"].str.len().to_numpy()),
+        "char_length": _percentiles(char_lens.to_numpy()),
+        "texts_longer_than_model_reads": int((char_lens > char_limit).sum()),  # cut to char_limit before segmentation
+        "model_char_limit": char_limit,
         "token_length": _percentiles(tok_lens) | {"sampled_texts": int(len(sample))},
         # tokenize.max_len that keeps 95% of texts whole (the rest are cut, never dropped)
         "recommended_max_len": int(np.ceil(np.percentile(tok_lens, 95))) if len(tok_lens) else 0,
@@ -114,6 +120,9 @@ def format_report(stats: dict[str, Any], title: str = "Dataset analysis") -> str
         p = stats[name]
         lines.append(f"{name}: mean {p['mean']}  p50 {p['p50']:.0f}  p90 {p['p90']:.0f}  p95 {p['p95']:.0f}  p99 {p['p99']:.0f}  max {p['max']:.0f}")
     lines.append(f"recommended tokenize.max_len (covers 95% of texts): {stats['recommended_max_len']}")
+    if stats.get("texts_longer_than_model_reads"):
+        lines.append(f"texts longer than the model reads ({stats['model_char_limit']} chars, cut before segmentation): "
+                     f"{stats['texts_longer_than_model_reads']}")
     for label, p in stats["length_by_class"].items():
         lines.append(f"  {label}: chars p50 {p['chars']['p50']:.0f} p95 {p['chars']['p95']:.0f}; tokens p50 {p['tokens']['p50']:.0f} p95 {p['tokens']['p95']:.0f}")
     lines.append("script share: " + ", ".join(f"{k} {v:.1%}" for k, v in stats["script_share"].items()))

@@ -1,19 +1,28 @@
-"""Text -> token ids, the same way at training and at prediction time.
+"""Text -> token ids, the same way at training, evaluation and prediction time.
 
+- TextEncoder: THE encoder of a run, from RAW text: cleaning settings + per-text bounds (clean.prepare_texts) +
+  one of the two below. Built and saved once by the encode stage (<run>/encoded/encoder/), copied into the model
+  folder, and used by training, evaluation, the champion re-score, batch prediction and the pyfunc.
 - WordEncoder: jieba words and a vocabulary built from the training split (<pad>=0, <unk>=1);
 - PretrainedEncoder: the tokenizer that ships with a pretrained model (character-level for Chinese BERT).
-Both take cleaned texts and return id lists cut to max_len, never padded (batches are padded by collate_batch).
+The last two take cleaned texts; all return id lists cut to max_len, never padded (batches are padded by collate_batch).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from textcls_core.errors import ConfigError
+from textcls_core.clean import prepare_texts, text_limits
+from textcls_core.config import CleanConfig
+from textcls_core.errors import ConfigError, DataError
 from textcls_core.tokenize import PAD_ID, UNK_ID, encode_tokens, segment_texts
+
+ENCODER_FILE = "encoder.json"
+ENCODER_FORMAT = 1
 
 
 class WordEncoder:
@@ -105,3 +114,71 @@ def check_pretrained_source(source: str) -> None:
     elif path.exists() or looks_like_path:
         raise ConfigError(f"model.pretrained: '{source}' is not an existing folder. Pass the folder that holds the "
                           "pretrained model's config.json, weights and tokenizer files.")
+
+
+class TextEncoder:
+    """Raw text -> token ids: cleaning (to the fixpoint), the per-text bounds, then segmentation + vocabulary or
+    the pretrained tokenizer, cut to max_len. Saved as encoder.json + vocab.json (word models) or hf/ (tokenizer)."""
+
+    def __init__(self, clean_cfg: CleanConfig, tokens: WordEncoder | PretrainedEncoder, workers: int = 1):
+        self.clean_cfg, self.tokens, self.workers = clean_cfg, tokens, workers
+
+    kind = property(lambda self: self.tokens.kind)
+    max_len = property(lambda self: self.tokens.max_len)
+    pad_id = property(lambda self: self.tokens.pad_id)
+    unk_id = property(lambda self: self.tokens.unk_id)
+    vocab_size = property(lambda self: self.tokens.vocab_size)
+
+    def prepare(self, texts: Iterable[object]) -> list[str]:
+        """Raw inputs (any type; None -> "") -> the cleaned, bounded text the model reads."""
+        return prepare_texts(texts, self.clean_cfg, self.max_len)
+
+    def encode_prepared(self, texts: Sequence[str]) -> list[list[int]]:
+        if isinstance(self.tokens, WordEncoder):
+            return encode_tokens(segment_texts(texts, self.workers), self.tokens.stoi, self.max_len)
+        return self.tokens.encode(texts)
+
+    def encode(self, texts: Iterable[object]) -> list[list[int]]:
+        """Raw texts -> ids; the same path for training, evaluation and serving."""
+        return self.encode_prepared(self.prepare(texts))
+
+    def save(self, directory: str | Path) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.tokens.save(d)
+        raw_limit, clean_limit = text_limits(self.max_len)
+        meta = {"format": ENCODER_FORMAT, "kind": self.kind, "max_len": self.max_len, "clean": self.clean_cfg.model_dump(),
+                "raw_char_limit": raw_limit, "clean_char_limit": clean_limit}
+        (d / ENCODER_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2, sort_keys=True), encoding="utf-8")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path, workers: int = 1) -> "TextEncoder":
+        d = Path(directory)
+        meta = json.loads((d / ENCODER_FILE).read_text(encoding="utf-8"))
+        tokens: WordEncoder | PretrainedEncoder
+        if meta["kind"] == "pretrained":
+            tokens = PretrainedEncoder.load(d, int(meta["max_len"]))
+        else:
+            tokens = WordEncoder.load(d, int(meta["max_len"]))
+        return cls(CleanConfig(**meta["clean"]), tokens, workers)
+
+
+def encoder_files(directory: str | Path) -> list[Path]:
+    """The files of a saved TextEncoder (encoder.json, vocab.json or hf/...), sorted."""
+    d = Path(directory)
+    files = [d / ENCODER_FILE]
+    files += [d / "vocab.json"] if (d / "vocab.json").is_file() else sorted(p for p in (d / "hf").rglob("*") if p.is_file())
+    return files
+
+
+def encoder_sha256(directory: str | Path) -> str:
+    """sha256 over a saved encoder's files (names and bytes): what a checkpoint records to refuse another encoder."""
+    d = Path(directory)
+    if not (d / ENCODER_FILE).is_file():
+        raise DataError(f"'{d}' holds no saved encoder ({ENCODER_FILE}). Run the encode stage again.")
+    h = hashlib.sha256()
+    for f in encoder_files(d):
+        h.update(str(f.relative_to(d)).encode("utf-8") + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()

@@ -39,6 +39,8 @@ class FitSpec:
     pad_id: int = 0
     checkpoint_path: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # sha256 of the split contents and of the encoder (encode stage): a checkpoint of other data is refused on resume
+    fingerprint: dict[str, str] = field(default_factory=dict)
 
     @property
     def model_cfg(self) -> ModelConfig:
@@ -87,5 +89,6 @@ def fit(spec: FitSpec, device: torch.device, dist: DistContext | None = None, lo
     model, collate = prepare_model(spec)
     result = train_model(model, load_encoded(spec.train_path), load_encoded(spec.val_path), spec.train_cfg, device,
                          len(spec.labels), collate, seed=spec.seed, log_metrics=log_metrics,
-                         checkpoint_path=spec.checkpoint_path or None, dist=dist, message=message)
+                         checkpoint_path=spec.checkpoint_path or None, dist=dist, message=message,
+                         fingerprint=spec.fingerprint)
     return model, result

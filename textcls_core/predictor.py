@@ -1,9 +1,11 @@
-"""The deliverable model: network + encoder (vocab or tokenizer) + label map + cleaning settings, text in, label out.
+"""The deliverable model: network + the run's TextEncoder (cleaning, bounds, vocab or tokenizer) + label map; RAW text
+in, label out.
 
-The evaluation stage and the MLflow pyfunc both use this class, so what is evaluated is what ships.
-Saved as plain files: model.json (labels, max_len, model and cleaning settings) plus, for word models,
-weights.pt (a state dict, loaded with weights_only=True) and vocab.json; for pretrained encoders, hf/
-(save_pretrained of the fine-tuned model and its tokenizer, with id2label).
+The evaluation stage, the champion re-score, batch prediction and the MLflow pyfunc all use this class with raw
+text, so what is evaluated is what ships. Saved as plain files: model.json (labels, max_len, model and cleaning
+settings), encoder.json (the encoder's settings) plus, for word models, weights.pt (a state dict, loaded with
+weights_only=True) and vocab.json; for pretrained encoders, hf/ (save_pretrained of the fine-tuned model and its
+tokenizer, with id2label). Folders saved before encoder.json existed load with the same cleaning and bounds.
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from textcls_core.batching import EncodedDataset, collate_batch
-from textcls_core.clean import normalize_texts
 from textcls_core.config import CleanConfig, ModelConfig
-from textcls_core.encoders import PretrainedEncoder, WordEncoder
+from textcls_core.encoders import ENCODER_FILE, PretrainedEncoder, TextEncoder, WordEncoder
 from textcls_core.models import (PretrainedClassifier, build_model, load_pretrained_model, logits_to_proba, min_batch_len,
                                   output_size)
 
@@ -34,13 +35,18 @@ __all__ = ["TextClassifier", "build_model"]
 @dataclass
 class TextClassifier:
     model: nn.Module
-    encoder: WordEncoder | PretrainedEncoder
+    encoder: TextEncoder  # a bare WordEncoder/PretrainedEncoder is wrapped with clean_cfg
     labels: list[str]
     model_cfg: ModelConfig
-    clean_cfg: CleanConfig
+    clean_cfg: CleanConfig | None = None  # taken from the TextEncoder when omitted
     device: torch.device = torch.device("cpu")
 
     def __post_init__(self) -> None:
+        if not isinstance(self.encoder, TextEncoder):
+            self.encoder = TextEncoder(self.clean_cfg or CleanConfig(), self.encoder)
+        elif self.clean_cfg is not None and self.clean_cfg != self.encoder.clean_cfg:
+            raise ValueError("clean_cfg differs from the encoder's cleaning settings; pass the encoder alone")
+        self.clean_cfg = self.encoder.clean_cfg
         self.model.to(self.device).eval()
 
     @property
@@ -48,8 +54,8 @@ class TextClassifier:
         return self.encoder.max_len
 
     def encode(self, texts: list[str]) -> list[list[int]]:
-        """Clean and tokenize texts exactly as at training time."""
-        return self.encoder.encode(normalize_texts([str(t) if t is not None else "" for t in texts], self.clean_cfg))
+        """RAW texts (any item type; None -> "") -> ids, exactly as at training time (TextEncoder.encode)."""
+        return self.encoder.encode(texts)
 
     def predict_proba_ids(self, ids: list[list[int]], batch_size: int = 256) -> np.ndarray:
         """Class probabilities [N, C] for already-encoded texts, in input order."""
@@ -84,7 +90,7 @@ class TextClassifier:
             torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, d / "weights.pt")
         self.encoder.save(d)
         meta = {"format_version": FORMAT_VERSION, "encoder": self.encoder.kind, "labels": self.labels, "max_len": self.max_len,
-                "model": self.model_cfg.model_dump(), "clean": self.clean_cfg.model_dump()}
+                "model": self.model_cfg.model_dump(), "clean": self.encoder.clean_cfg.model_dump()}
         (d / "model.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
         return d
 
@@ -94,11 +100,14 @@ class TextClassifier:
         meta = json.loads((d / "model.json").read_text(encoding="utf-8"))
         model_cfg, labels, max_len = ModelConfig(**meta["model"]), list(meta["labels"]), int(meta["max_len"])
         model: nn.Module
-        if meta.get("encoder") == "pretrained":
-            encoder: WordEncoder | PretrainedEncoder = PretrainedEncoder.load(d, max_len)
+        if (d / ENCODER_FILE).is_file():
+            encoder = TextEncoder.load(d)
+        else:  # a folder from before encoder.json: the same settings, from model.json
+            tokens = PretrainedEncoder.load(d, max_len) if meta.get("encoder") == "pretrained" else WordEncoder.load(d, max_len)
+            encoder = TextEncoder(CleanConfig(**meta["clean"]), tokens)
+        if encoder.kind == "pretrained":
             model = load_pretrained_model(d / "hf", output_size(model_cfg, len(labels)), labels, encoder.pad_id)
         else:
-            encoder = WordEncoder.load(d, max_len)
             model = build_model(model_cfg, encoder.vocab_size, len(labels))
             model.load_state_dict(torch.load(d / "weights.pt", map_location="cpu", weights_only=True))
-        return cls(model, encoder, labels, model_cfg, CleanConfig(**meta["clean"]), torch.device(device))
+        return cls(model, encoder, labels, model_cfg, device=torch.device(device))

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from textcls_core.batching import BucketBatchSampler, EncodedDataset
-from textcls_core.errors import ConfigError, LabelRangeError
+from textcls_core.errors import ConfigError, DataError, LabelRangeError
 from textcls_core.models import PretrainedClassifier
 from textcls_core.tokenize import PAD_ID, UNK_ID
 
@@ -203,6 +203,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def check_fingerprint(saved: dict[str, str], current: dict[str, str], checkpoint_path: str | Path | None) -> None:
+    """Refuse a resume whose split files or encoder differ from those the checkpoint was trained on."""
+    changed = sorted(k for k in set(saved) & set(current) if saved[k] != current[k])
+    if changed:
+        detail = ", ".join(f"{k.removesuffix('_sha256')} {saved[k][:12]} -> {current[k][:12]}" for k in changed)
+        raise DataError(f"checkpoint {checkpoint_path} was trained on other data ({detail}): the data file or the "
+                        "cleaning/tokenize settings changed since. Resume with the original data and settings, or delete "
+                        "the checkpoint (or set train.resume=false) to train from scratch.")
+
+
 # ---- the loop ----------------------------------------------------------------------------------------
 
 
@@ -238,8 +248,13 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def train_model(model: nn.Module, train_set: EncodedDataset, val_set: EncodedDataset, cfg: TrainConfig,
                 device: torch.device, num_classes: int, collate: Callable, *, seed: int = 0,
                 log_metrics: LogFn = _no_log, log_every: int = 50, checkpoint_path: str | Path | None = None,
-                dist: DistContext | None = None, message: MessageFn = _print) -> TrainResult:
-    """Train with AdamW and a warmup/decay schedule; keep the weights of the epoch with the best val metric."""
+                dist: DistContext | None = None, message: MessageFn = _print,
+                fingerprint: dict[str, str] | None = None) -> TrainResult:
+    """Train with AdamW and a warmup/decay schedule; keep the weights of the epoch with the best val metric.
+
+    `fingerprint` (sha256 of the split contents and of the encoder) is stored in every checkpoint; a resume
+    against a different fingerprint stops with a DataError instead of loading weights onto shifted data."""
+    fingerprint = dict(fingerprint or {})
     dist = dist or DistContext()
     check_labels(train_set.labels, num_classes, "train labels")
     check_labels(val_set.labels, num_classes, "val labels")
@@ -282,10 +297,11 @@ def train_model(model: nn.Module, train_set: EncodedDataset, val_set: EncodedDat
             "batch_in_epoch": batch_in_epoch, "step": step, "micro_batch_size": micro, "bad_epochs": bad_epochs,
             "running_loss": running.detach().cpu(), "seen": seen, "elapsed": elapsed, "history": result.history,
             "best": {"state": result.best_state, "epoch": result.best_epoch, "score": result.best_score,
-                     "val_accuracy": result.best_val_accuracy}})
+                     "val_accuracy": result.best_val_accuracy}, "fingerprint": fingerprint})
 
     ck = load_checkpoint(checkpoint_path) if checkpoint_path is not None and cfg.resume else None
     if ck is not None:
+        check_fingerprint(ck.get("fingerprint", {}), fingerprint, checkpoint_path)
         try:
             model.load_state_dict(ck["model"])
         except RuntimeError:
