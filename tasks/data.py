@@ -174,7 +174,7 @@ def split_task(clean_path: str, split_cfg: SplitConfig, seed: int, tracking: dic
         df = pd.read_parquet(clean_path)
         parts = split_dataset(df, split_cfg.val_fraction, split_cfg.test_fraction, seed,
                               f"meta_{split_cfg.column}" if split_cfg.column else "",
-                              f"meta_{split_cfg.group_column}" if split_cfg.group_column else "")
+                              f"meta_{split_cfg.group_column}" if split_cfg.group_column else "", split_cfg.missing_group)
         parts, leaked = remove_cross_split_duplicates(parts)  # a no-op for the default split, which splits by text
         if len(leaked):
             leaked.to_csv(folder / "leakage_removed.csv", index=False, encoding="utf-8")

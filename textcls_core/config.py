@@ -67,6 +67,8 @@ class CleanConfig(_Section):
 class SplitConfig(_Section):
     column: str = Field("", description="Optional file column with train/val/test per row (user-supplied split).")
     group_column: str = Field("", description="Optional file column: all rows of a group go to one split.")
+    missing_group: Literal["error", "own_group"] = Field(
+        "error", description="Rows with an empty split.group_column value: error (stop and name them) or own_group (each row its own group).")
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of distinct texts for validation (model selection).")
     test_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of distinct texts for the final test metrics.")
 
@@ -205,6 +207,10 @@ class RegistryConfig(_Section):
     max_flip_rate: dict[str, float] = Field({}, description="Gate: {perturbation or default: highest stress flip rate}; {} = off.")
 
 
+class ServeConfig(_Section):
+    max_texts: int = Field(1000, ge=1, description="Most texts in one prediction request; more are refused with HTTP 400 (bounds a request's work).")
+
+
 class TrackingConfig(_Section):
     uri: str = Field("", description="MLflow tracking URI; empty = sqlite:///<cwd>/mlflow.db.")
     experiment: str = Field("textcls", min_length=1, description="MLflow experiment name.")
@@ -222,6 +228,7 @@ class Config(_Section):
     stress: StressConfig = StressConfig()
     registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig()
+    serve: ServeConfig = ServeConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -16,8 +16,31 @@ _SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "v
                 "test": "test", "testing": "test"}
 
 
+def normalize_group_ids(values: pd.Series) -> pd.Series:
+    """Group ids as one canonical string each: 1, 1.0, "1" and " 1 " are one group (chunked Parquet/JSONL reading
+    turns an integer column with nulls into floats in some chunks only); missing values become ""."""
+    out = values.astype("string").fillna("").astype(str).str.strip()
+    out = out.where(~out.str.lower().isin(["nan", "none", "<na>", "null"]), "")
+    return out.where(~out.str.match(r"^-?\d+\.0+$"), out.str.replace(r"\.0+$", "", regex=True))
+
+
+def _group_units(df: pd.DataFrame, group_column: str, missing_group: str) -> pd.Series:
+    """The unit of each row for a group split: its normalised group id; rows without one are an error, or each
+    its own group (split.missing_group)."""
+    ids = normalize_group_ids(df[group_column])
+    missing = ids == ""
+    if missing.any():
+        name = group_column.removeprefix("meta_")
+        if missing_group == "error":
+            rows = df.loc[missing, "row_id"].head(5).tolist() if "row_id" in df.columns else list(df.index[missing][:5])
+            raise DataError(f"split.group_column '{name}' is empty in {int(missing.sum())} rows (row ids {rows}...). "
+                            "Fill in the groups, or set split.missing_group=own_group to give each such row its own group.")
+        ids = ids.where(~missing, "\0row:" + df.index.astype(str))  # cannot collide with a real (stripped) id
+    return ids
+
+
 def split_dataset(df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int,
-                  split_column: str = "", group_column: str = "") -> dict[str, pd.DataFrame]:
+                  split_column: str = "", group_column: str = "", missing_group: str = "error") -> dict[str, pd.DataFrame]:
     """Split a cleaned frame, stratified by label; every class ends up in every split.
 
     Units are distinct texts, or the groups of `group_column` (all rows of a group in one split);
@@ -37,9 +60,10 @@ def split_dataset(df: pd.DataFrame, val_fraction: float, test_fraction: float, s
         _check_classes_everywhere(parts, set(counts.index))
         return parts
     if group_column:
-        groups = df.groupby(group_column)["label"].agg(lambda s: s.value_counts().index[0]).rename("label").reset_index()
-        assignment = _assign_units(groups.rename(columns={group_column: "unit"}), val_fraction, test_fraction, seed)
-        which = df[group_column].map(assignment)
+        unit = _group_units(df, group_column, missing_group)
+        groups = df.groupby(unit)["label"].agg(lambda s: s.value_counts().index[0]).rename("label").rename_axis("unit").reset_index()
+        assignment = _assign_units(groups, val_fraction, test_fraction, seed)
+        which = unit.map(assignment)
         parts = {name: df[which == name].reset_index(drop=True) for name in SPLITS}
         _check_classes_everywhere(parts, set(counts.index))
         return parts
