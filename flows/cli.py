@@ -14,6 +14,7 @@ from textcls_core.config import load_config
 from textcls_core.data import check_dataset_source
 from textcls_core.encoders import check_pretrained_source
 from textcls_core.errors import ConfigError, TextclsError
+from textcls_core.gate import check_gate_files
 from textcls_core.redact import redact_text, redact_uri, redact_values
 
 EXIT_USER_ERROR = 2
@@ -47,6 +48,11 @@ def print_summary(s: dict[str, Any]) -> None:
     print(f"open the UI     {s['mlflow_ui_command']}")
     if "baseline_test_accuracy" in m:
         print(f"baseline        TF-IDF + LR test accuracy {m['baseline_test_accuracy']:.4f}   macro-F1 {m['baseline_test_macro_f1']:.4f}")
+    if "gate.ci_low" in s:
+        print(f"gate            {s['gate.metric']} on {s['gate.n_shared_rows']} shared rows: delta {s['gate.delta']:+.4f}, "
+              f"interval [{s['gate.ci_low']:+.4f}, {s['gate.ci_high']:+.4f}] -> {s['gate.decision']}")
+    elif s.get("gate.outcome") == "insufficient_evidence":
+        print(f"gate            insufficient evidence: {s['gate.n_shared_rows']} shared rows < registry.min_shared_rows -> challenger")
     if s.get("champion_compared"):
         print(f"vs champion     v{s['champion_compared']}: macro-F1 delta {m['vs_champion_delta_macro_f1']:+.4f}, "
               f"{m['vs_champion_newly_wrong']:.0f} newly wrong, {m['vs_champion_newly_right']:.0f} newly right")
@@ -78,6 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg, resume_run_id = resolve_resume(args.resume, resolve_tracking_uri(cfg.tracking.uri))
     d = cfg.data
     check_dataset_source(d.path, d.text_column, d.label_column, d.encoding, cfg.extra_columns())  # before a server or run starts
+    check_gate_files(cfg.registry.eval_set, cfg.registry.regression_set, d.text_column, d.label_column, d.encoding)
     if cfg.model.name == "transformer":
         check_pretrained_source(cfg.model.pretrained)
     _prepare_env(args)
@@ -141,27 +148,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _registry_target(args: argparse.Namespace) -> tuple[str, str]:
+def _registry_target(args: argparse.Namespace) -> tuple[str, str, dict[str, Any]]:
     cfg = load_config(args.config, args.set)
     from tasks.tracking import resolve_tracking_uri
 
-    return cfg.registry.model_name, resolve_tracking_uri(cfg.tracking.uri)
+    # promote/rollback wait for the same registry lock as a run's package step (registry.lock_uri, lock_timeout_s)
+    lock = {"lock_uri": cfg.registry.lock_uri, "lock_timeout_s": cfg.registry.lock_timeout_s}
+    return cfg.registry.model_name, resolve_tracking_uri(cfg.tracking.uri), lock
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    name, uri = _registry_target(args)
+    name, uri, lock = _registry_target(args)
     from tasks.registry import promote_version
 
-    previous = promote_version(name, args.version, args.reason, uri)
+    previous = promote_version(name, args.version, args.reason, uri, **lock)
     print(f"{name}: version {args.version} is now @champion (was {previous or 'none'}); `textcls rollback` undoes it")
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    name, uri = _registry_target(args)
+    name, uri, lock = _registry_target(args)
     from tasks.registry import rollback_champion
 
-    old, new = rollback_champion(name, args.reason, uri)
+    old, new = rollback_champion(name, args.reason, uri, **lock)
     print(f"{name}: @champion rolled back from version {old} to version {new}")
     return 0
 

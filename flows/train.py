@@ -44,7 +44,8 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
                              config.run.seed, tracking)  # before package: registry.max_flip_rate gates on its stress.json
         tags = {"dataset_sha256": split["dataset_sha256"], "mlflow_run_id": tracking["run_id"],
                 "prefect_flow_run_id": tracking.get("prefect_flow_run_id", "")}
-        package = package_task(trained["model_dir"], evaluation["metrics"], evaluation["per_class"], config, tracking, tags)
+        package = package_task(trained["model_dir"], evaluation["metrics"], evaluation["per_class"], config, tracking, tags,
+                               split["paths"])
         summary = summary_task(tracking, analysis, cleaning, split, trained, evaluation, package, summary_path, stress=stress)
     except BaseException:
         finish_tracking(tracking, "FAILED")

@@ -27,7 +27,7 @@ from textcls_core.cache import Entry, StageCache, code_version, file_sha256, fin
 from textcls_core.clean import check_quality, clean_dataset
 from textcls_core.config import CleanConfig, DataConfig, SplitConfig
 from textcls_core.data import read_dataset, sample_rows
-from textcls_core.split import SPLITS, hash_frame, remove_cross_split_duplicates, split_dataset
+from textcls_core.split import SPLITS, hash_frame, remove_cross_split_duplicates, split_by_hash, split_dataset
 from textcls_core.tokenize import segment_texts
 
 REPORT_FILES = ("json", "md", "html")
@@ -172,9 +172,12 @@ def split_task(clean_path: str, split_cfg: SplitConfig, seed: int, tracking: dic
 
     def build(folder: Path) -> dict[str, Any]:
         df = pd.read_parquet(clean_path)
-        parts = split_dataset(df, split_cfg.val_fraction, split_cfg.test_fraction, seed,
-                              f"meta_{split_cfg.column}" if split_cfg.column else "",
-                              f"meta_{split_cfg.group_column}" if split_cfg.group_column else "", split_cfg.missing_group)
+        if split_cfg.mode == "hash":  # stable across snapshots: the gate compares models on rows neither trained on
+            parts = split_by_hash(df, split_cfg.val_fraction, split_cfg.test_fraction, split_cfg.hash_salt)
+        else:
+            parts = split_dataset(df, split_cfg.val_fraction, split_cfg.test_fraction, seed,
+                                  f"meta_{split_cfg.column}" if split_cfg.column else "",
+                                  f"meta_{split_cfg.group_column}" if split_cfg.group_column else "", split_cfg.missing_group)
         parts, leaked = remove_cross_split_duplicates(parts)  # a no-op for the default split, which splits by text
         if len(leaked):
             leaked.to_csv(folder / "leakage_removed.csv", index=False, encoding="utf-8")
@@ -184,7 +187,7 @@ def split_task(clean_path: str, split_cfg: SplitConfig, seed: int, tracking: dic
                 "dataset_sha256": hash_frame(df), "leakage_removed": len(leaked)}
 
     key = fingerprint("split", file_sha256(clean_path), split_cfg.model_dump(), seed,
-                      code_version("textcls_core.split", "tasks.data")) if cache.root else ""
+                      code_version("textcls_core.split", "textcls_core.fingerprint", "tasks.data")) if cache.root else ""
     entry = cache.run("split", key, build, scratch=run_dir / "data")
     out: dict[str, Any] = {"paths": {n: str(entry.copy_to(f"{n}.parquet", run_dir / "data" / f"{n}.parquet")) for n in SPLITS},
                            "sha256": entry.meta["sha256"], "rows": entry.meta["rows"],

@@ -1,15 +1,171 @@
-"""The MLflow registry: loading registered models, moving the champion alias, promote and rollback."""
+"""The MLflow registry: loading registered models, moving the champion alias, promote and rollback.
+
+Every registration and alias change for one model name runs under `registry_lock` (MLflow has no
+compare-and-set on aliases): a file lock beside a local store, a PostgreSQL advisory lock when the store is
+PostgreSQL, and for other backends a lock in `registry.lock_uri` (or, failing that, this machine only, with
+a warning). Whoever holds the lock re-reads the champion before deciding.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlparse
 
 import mlflow
+import yaml
+from filelock import FileLock, Timeout
 from mlflow.exceptions import MlflowException
 
+from tasks.events import PROMOTED, emit_model_event
 from tasks.tracking import client_for
 from textcls_core.errors import TextclsError
+from textcls_core.fingerprint import load_fingerprint
+from textcls_core.classifiers import load_classifier
 from textcls_core.predictor import TextClassifier
+
+_log = logging.getLogger("textcls.registry")
+LOG_TAG_PREFIX = "textcls.log."  # registered-model tags textcls.log.000001...: append-only audit of registry changes
+FALLBACK_LOCK_DIR = Path.home() / ".cache" / "textcls" / "locks"
+
+
+class RegistryLockTimeout(TextclsError):
+    """Another run or a promote/rollback held the registry lock for longer than registry.lock_timeout_s."""
+
+
+def _lock_key(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+
+
+def lock_location(tracking_uri: str, lock_uri: str = "") -> tuple[str, str]:
+    """(kind, where) of the lock for a store: ("postgresql", uri) or ("file", folder). Exposed for docs and tests."""
+    target = lock_uri or tracking_uri
+    parsed = urlparse(target)
+    scheme = parsed.scheme.split("+")[0]
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql", target
+    if scheme == "sqlite":
+        db = target.split(":///", 1)[1] if ":///" in target else ""
+        if db and db != ":memory:":
+            return "file", str(Path(db).resolve().parent)
+    if scheme == "file":
+        return "file", str(Path(parsed.path).resolve())
+    if scheme == "" and target:
+        return "file", str(Path(target).resolve())
+    # MLflow server (http/https), MySQL, ...: nothing on this machine every writer sees. Documented fallback.
+    return "fallback", str(FALLBACK_LOCK_DIR)
+
+
+@contextmanager
+def registry_lock(tracking_uri: str, name: str, lock_uri: str = "", timeout_s: float = 1800) -> Iterator[str]:
+    """Hold the one lock for registering and aliasing `name`; yields a short description of the lock taken."""
+    kind, where = lock_location(tracking_uri, lock_uri)
+    if kind == "postgresql":
+        with _advisory_lock(where, name, timeout_s):
+            yield f"postgresql advisory lock ({urlparse(where).hostname})"
+        return
+    if kind == "fallback":
+        _log.warning("registry lock for %s: the store %s offers no lock this machine can take for every writer; using a "
+                     "lock in %s that serialises writers on THIS machine only. Set registry.lock_uri to the server's "
+                     "PostgreSQL backend URI or to a folder all writers share.", name, tracking_uri, where)
+    folder = Path(where)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".textcls-registry-{_lock_key(name)}.lock"
+    lock = FileLock(str(path), timeout=timeout_s)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RegistryLockTimeout(f"Registry lock {path} for '{name}' was held by another run or promote/rollback for more "
+                                  f"than {timeout_s:.0f} s. Wait for it to finish, or raise registry.lock_timeout_s.") from None
+    try:
+        yield f"file lock {path}"
+    finally:
+        lock.release()
+
+
+@contextmanager
+def _advisory_lock(uri: str, name: str, timeout_s: float) -> Iterator[None]:
+    """pg_advisory_lock on a key derived from the model name, held by one session; the server releases it
+    if this process dies, so a crashed run never leaves the registry locked."""
+    import sqlalchemy
+
+    key = int.from_bytes(hashlib.sha256(f"textcls-registry:{name}".encode()).digest()[:8], "big", signed=True)
+    engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            deadline = time.monotonic() + timeout_s
+            while not conn.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                conn.rollback()
+                if time.monotonic() > deadline:
+                    raise RegistryLockTimeout(f"PostgreSQL advisory lock for '{name}' was held by another run or promote/rollback "
+                                              f"for more than {timeout_s:.0f} s. Wait for it, or raise registry.lock_timeout_s.")
+                time.sleep(0.5)
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
+def append_log(client, name: str, version: str, action: str, reason: str, by: str = "") -> str:
+    """Append one entry to the model's audit log (call with the registry lock held); returns its tag key."""
+    tags = client.get_registered_model(name).tags
+    seq = 1 + max((int(k.removeprefix(LOG_TAG_PREFIX)) for k in tags if k.startswith(LOG_TAG_PREFIX)), default=0)
+    key = f"{LOG_TAG_PREFIX}{seq:06d}"
+    entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "version": str(version), "action": action,
+             "by": by, "reason": reason[:1500]}
+    client.set_registered_model_tag(name, key, json.dumps(entry, ensure_ascii=False))
+    return key
+
+
+def read_log(client, name: str) -> list[dict]:
+    """The audit log, oldest first."""
+    tags = client.get_registered_model(name).tags
+    return [json.loads(tags[k]) for k in sorted(k for k in tags if k.startswith(LOG_TAG_PREFIX))]
+
+
+def version_for_run(client, name: str, run_id: str) -> str | None:
+    """The version of `name` registered from MLflow run `run_id` (a retried package step reuses it)."""
+    try:
+        found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    except MlflowException:
+        return None
+    versions = sorted((int(v.version) for v in found), reverse=False)
+    return str(versions[0]) if versions else None
+
+
+def download_model_dir(name: str, version: str, tracking_uri: str, dst: str | Path) -> Path:
+    """Download a registered version and return its TextClassifier folder (the pyfunc's `model_dir` artifact)."""
+    client_for(tracking_uri)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst)))
+    except MlflowException as exc:
+        raise TextclsError(f"Model version {name}/{version} cannot be downloaded from {tracking_uri}: "
+                           f"{exc.message.splitlines()[0]}") from None
+    flavor = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8"))["flavors"]["python_function"]
+    return local / flavor["artifacts"]["model_dir"]["path"]
+
+
+def load_model_folder(folder: str | Path):
+    """The classifier saved in a model folder, whatever its kind: network, tfidf_lr or ensemble (same interface)."""
+    return load_classifier(folder)
+
+
+def load_version(name: str, version: str, tracking_uri: str) -> tuple[TextClassifier, object]:
+    """(classifier, training fingerprint or None) of a registered version; None = registered before fingerprints."""
+    folder = download_model_dir(name, version, tracking_uri, tempfile.mkdtemp(prefix=f"textcls-{_lock_key(name)}-v{version}-"))
+    return load_model_folder(folder), load_fingerprint(folder)
 from textcls_core.redact import redact_uri
 
 
@@ -55,50 +211,60 @@ def current_champion(client, name: str) -> str | None:
     return champion_metric(client, name, "")[0]
 
 
-def set_champion(client, name: str, version: str, reason: str) -> str | None:
-    """Move @champion to version, remembering the previous champion so rollback is one command."""
+def set_champion(client, name: str, version: str, reason: str, by: str = "", mlflow_run_id: str = "") -> str | None:
+    """Move @champion to version (call with the registry lock held), remembering the previous champion so
+    rollback is one command; the audit log gets an entry and a textcls.model.promoted event is emitted."""
     previous = current_champion(client, name)
     if previous == str(version):
         return previous
     if previous is not None:
         client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(_history(client, name) + [previous]))
         client.set_model_version_tag(name, str(version), "previous_champion", previous)
-        try:
-            if str(client.get_model_version_by_alias(name, "challenger").version) == str(version):
-                client.delete_registered_model_alias(name, "challenger")
-        except MlflowException:
-            pass
+    try:
+        if str(client.get_model_version_by_alias(name, "challenger").version) == str(version):
+            client.delete_registered_model_alias(name, "challenger")
+    except MlflowException:
+        pass
     client.set_registered_model_alias(name, "champion", str(version))
-    client.set_model_version_tag(name, str(version), "champion_reason", reason)
+    client.set_model_version_tag(name, str(version), "champion_reason", reason[:5000])
+    append_log(client, name, version, "champion", f"from v{previous or '-'}: {reason}", by)
+    emit_model_event(PROMOTED, name, str(version), [reason], mlflow_run_id, {"previous_champion": previous, "by": by})
     return previous
 
 
-def promote_version(name: str, version: str, reason: str, tracking_uri: str) -> str | None:
-    """A human's decision: make version the champion (the gate is not consulted)."""
+def promote_version(name: str, version: str, reason: str, tracking_uri: str, lock_uri: str = "",
+                    lock_timeout_s: float = 1800) -> str | None:
+    """A human's decision: make version the champion (the gate is not consulted). Waits for the registry lock."""
     client = client_for(tracking_uri)
     try:
         client.get_model_version(name, str(version))
     except MlflowException:
         raise TextclsError(f"Registered model '{name}' has no version {version}. List versions in the MLflow UI (Models > {name}).") from None
-    previous = set_champion(client, name, str(version), f"promoted by hand: {reason}")
-    client.update_model_version(name, str(version), description=f"champion (promoted by hand): {reason}")
+    with registry_lock(tracking_uri, name, lock_uri, lock_timeout_s):
+        previous = set_champion(client, name, str(version), f"promoted by hand: {reason}", by="textcls promote")
+        client.update_model_version(name, str(version), description=f"champion (promoted by hand): {reason}")
     return previous
 
 
-def rollback_champion(name: str, reason: str, tracking_uri: str) -> tuple[str, str]:
-    """Give @champion back to the previous champion; returns (from_version, to_version)."""
+def rollback_champion(name: str, reason: str, tracking_uri: str, lock_uri: str = "", lock_timeout_s: float = 1800) -> tuple[str, str]:
+    """Give @champion back to the previous champion; returns (from_version, to_version). Waits for the registry lock."""
     client = client_for(tracking_uri)
     try:
-        history = _history(client, name)
+        client.get_registered_model(name)
     except MlflowException:
         raise TextclsError(f"There is no registered model '{name}'. Check registry.model_name and tracking.uri.") from None
-    current = current_champion(client, name)
-    if not history:
-        raise TextclsError(f"'{name}' has no earlier champion to roll back to (current champion: {current}).")
-    target = history.pop()
-    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-    client.set_registered_model_alias(name, "champion", target)
-    client.set_model_version_tag(name, target, "champion_reason", f"rollback from v{current}: {reason}")
-    if current is not None:
-        client.set_model_version_tag(name, current, "rolled_back", reason)
+    with registry_lock(tracking_uri, name, lock_uri, lock_timeout_s):
+        history = _history(client, name)  # read under the lock: a concurrent change cannot drop an entry
+        current = current_champion(client, name)
+        if not history:
+            raise TextclsError(f"'{name}' has no earlier champion to roll back to (current champion: {current}).")
+        target = history.pop()
+        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+        client.set_registered_model_alias(name, "champion", target)
+        client.set_model_version_tag(name, target, "champion_reason", f"rollback from v{current}: {reason}")
+        if current is not None:
+            client.set_model_version_tag(name, current, "rolled_back", reason)
+        append_log(client, name, target, "rollback", f"from v{current}: {reason}", "textcls rollback")
+    emit_model_event(PROMOTED, name, target, [f"rollback from v{current}: {reason}"], payload={"previous_champion": current,
+                                                                                               "by": "textcls rollback"})
     return str(current), target

@@ -50,12 +50,14 @@ def summary_task(tracking: dict[str, Any], analysis: dict[str, Any], cleaning: d
         "dropped_by_reason": cleaning["dropped_by_reason"], "dataset_sha256": split["dataset_sha256"],
         "model_name": package["model_name"], "model_version": package["version"], "model_alias": package["alias"],
         "alias_reason": package["reason"], "gate_failures": package.get("gate_failures", []), "model_uri": package["model_uri"],
+        **{k: v for k, v in package.items() if k.startswith("gate.")},  # n, interval, decision of the promotion gate (#10)
         "run_dir": str(run_dir),
         "champion_compared": evaluation.get("champion_version"),
         "reports": {"analysis": str(run_dir / "reports" / "analysis.md"), "dropped_rows": cleaning["dropped_path"],
                     "html": evaluation["report_path"], "relabel_queue": evaluation.get("relabel_queue_path"),
                     "metrics": str(Path(evaluation["dir"]) / "metrics.json"), "badcases": evaluation["badcases_path"],
-                    "confusion_matrix": str(Path(evaluation["dir"]) / "confusion_matrix.png")},
+                    "confusion_matrix": str(Path(evaluation["dir"]) / "confusion_matrix.png"),
+                    "gate": str(run_dir / "evaluation" / "gate.md")},
         "mlflow_ui_command": ui,
     }
     if stress:  # the stress stage (#15): one row per perturbation, worst flip rate first in the markdown

@@ -71,6 +71,9 @@ class SplitConfig(_Section):
         "error", description="Rows with an empty split.group_column value: error (stop and name them) or own_group (each row its own group).")
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of distinct texts for validation (model selection).")
     test_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of distinct texts for the final test metrics.")
+    mode: Literal["random", "hash"] = Field(
+        "random", description="random: seeded shuffle per label; hash: a text's split follows a salted hash of it (stable across snapshots).")
+    hash_salt: str = Field("textcls-split-v1", min_length=1, description="split.mode=hash: salt of the text hash; keep it fixed so yesterday's test rows stay test rows.")
 
 
 class TokenizeConfig(_Section):
@@ -201,9 +204,17 @@ class RegistryConfig(_Section):
     )
     min_metric: float = Field(0.0, ge=0, le=1, description="Gate: absolute floor for registry.metric.")
     min_class_f1: float = Field(0.0, ge=0, le=1, description="Gate: every class's test F1 must reach this.")
-    min_improvement: float = Field(0.0, ge=0, le=1, description="Gate: margin over the champion's metric (0 = strictly better).")
+    min_improvement: float = Field(0.0, ge=0, le=1, description="Gate: the bootstrap lower bound of (candidate - champion) must exceed this.")
     regression_set: str = Field("", description="Gate: labelled CSV of past badcases (data.text_column/label_column); empty = none.")
     regression_tolerance: float = Field(0.02, ge=0, le=1, description="Gate: allowed accuracy drop vs the champion on the regression set.")
+    eval_set: str = Field("", description="Gate: fixed labelled file no run trains on; candidate and champion are compared on it (empty = the test split).")
+    bootstrap_samples: int = Field(2000, ge=100, le=100000, description="Gate: paired bootstrap resamples of the shared rows (fixed seed).")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Gate: one-sided confidence of the bootstrap lower bound of the improvement.")
+    min_shared_rows: int = Field(200, ge=1, description="Gate: fewer rows that neither model trained on = insufficient evidence (@challenger).")
+    baseline_check: bool = Field(True, description="Gate: the model must not be worse than the run's TF-IDF baseline on validation.")
+    baseline_margin: float = Field(0.02, ge=0, le=1, description="Gate: allowed validation shortfall vs the baseline (on registry.metric's val counterpart).")
+    lock_uri: str = Field("", description="Registry lock for an MLflow server: its PostgreSQL backend URI or a shared folder; empty = beside a local store.")
+    lock_timeout_s: float = Field(1800, gt=0, description="Seconds to wait for the registry lock before the step fails.")
     max_flip_rate: dict[str, float] = Field({}, description="Gate: {perturbation or default: highest stress flip rate}; {} = off.")
 
 
@@ -254,6 +265,9 @@ class Config(_Section):
             raise ValueError("train.micro_batch_size must not exceed train.batch_size")
         if self.train.node_rank >= self.train.nnodes:
             raise ValueError("train.node_rank must be smaller than train.nnodes")
+        if self.split.mode == "hash" and (self.split.column or self.split.group_column):
+            raise ValueError("split.mode=hash assigns texts by hash; it cannot be combined with split.column or split.group_column "
+                             "(set split.mode=random, or leave those columns empty)")
         known = {*BUILTIN_PERTURBATIONS, *(r.name for r in self.stress.rules), "default"}
         for name, limit in self.registry.max_flip_rate.items():
             if name not in known:

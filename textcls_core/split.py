@@ -128,3 +128,39 @@ def hash_frame(df: pd.DataFrame, columns: tuple[str, ...] = ("text", "label")) -
         h.update("\t".join(str(v) for v in row).encode("utf-8"))
         h.update(b"\n")
     return h.hexdigest()
+
+
+def split_by_hash(df: pd.DataFrame, val_fraction: float, test_fraction: float, salt: str) -> dict[str, pd.DataFrame]:
+    """split.mode=hash: each distinct text goes to the split its salted hash falls in, whatever else is in the file.
+
+    The same text lands in the same split in every snapshot (yesterday's test rows never become training rows),
+    so models trained on different snapshots can be compared on rows neither saw. Fractions are approximate
+    (each text draws independently). Per label, a split left empty takes that label's unit nearest to its
+    hash range, so every class appears in every split; only classes with a handful of texts are affected.
+    """
+    from textcls_core.fingerprint import text_hashes  # canonical form: the same texts a fingerprint matches
+
+    counts = df["label"].value_counts()
+    if len(counts) < 2:
+        found = ", ".join(f"{k!r}" for k in counts.index) or "none"
+        raise DataError(f"After cleaning the data has {len(counts)} class(es) ({found}); a classifier needs at least 2. Check data.label_column.")
+    units = df.drop_duplicates("text")[["text", "label"]].reset_index(drop=True)
+    small = units["label"].value_counts()
+    small = small[small < 3]
+    if len(small):
+        detail = ", ".join(f"{k!r}: {v}" for k, v in small.items())
+        raise DataError(f"Classes with fewer than 3 distinct texts cannot appear in train, val and test ({detail}). "
+                        "Add examples or remove these classes.")
+    u = text_hashes(units["text"], salt).astype(np.float64) / 2.0**64
+    which = np.where(u < test_fraction, "test", np.where(u < test_fraction + val_fraction, "val", "train")).astype(object)
+    for label in sorted(units["label"].unique()):
+        idx = np.flatnonzero((units["label"] == label).to_numpy())
+        for name, target in (("test", 0.0), ("val", test_fraction), ("train", 1.0)):
+            if (which[idx] == name).any():
+                continue
+            # the unit nearest this split's range, from a split that can spare one
+            spare = [i for i in idx if (which[idx] == which[i]).sum() > 1]
+            which[min(spare, key=lambda i: abs(u[i] - target))] = name
+    assignment = dict(zip(units["text"], which))
+    split_of = df["text"].map(assignment)
+    return {name: df[split_of == name].reset_index(drop=True) for name in SPLITS}
