@@ -167,12 +167,21 @@ class Ctx:
     defaults: dict[str, Any]
     args: argparse.Namespace
     device: torch.device
+    rehearse: bool = False  # --rehearse: the same steps on the CPU with a tiny BERT, fp32, no compile, few rows
     berts: dict[str, Path] = dataclasses.field(default_factory=dict)
 
     def corpus(self, max_train: int = 0, max_val: int = 0) -> tt.Corpus:
+        if self.rehearse:
+            max_train, max_val = min(max_train or 256, 256), min(max_val or 64, 64)
         return tt.load_folder(self.prep, max_train, max_val)
 
+    def p(self, params: tt.Params) -> tt.Params:
+        if not self.rehearse:
+            return params
+        return dataclasses.replace(params, precision="bf16" if params.precision == "fp16" else "fp32", lr=1e-3)
+
     def bert(self, shape: str, dropout: float | None = None) -> Path:
+        shape = "tiny" if self.rehearse else shape
         key = f"{shape}-{dropout}"
         if key not in self.berts:
             self.berts[key] = tt.save_random_bert(self.scratch / key, self.corpus(32, 32), shape, dropout=dropout)
@@ -182,7 +191,7 @@ class Ctx:
 def step_throughput(ctx: Ctx) -> tuple[str, str, Any]:
     corpus = ctx.corpus(ctx.args.train_rows, ctx.args.val_rows)
     setups = [tt.SETUPS[n] for n in ctx.args.configs.split(",")]
-    rows = tt.measure(setups, ctx.bert("base"), corpus, BASE, ctx.device, ctx.args.rounds, True, ctx.defaults,
+    rows = tt.measure(setups, ctx.bert("base"), corpus, ctx.p(BASE), ctx.device, ctx.args.rounds, True, ctx.defaults,
                       say=lambda m: print(m, flush=True))
     chance = max(np.bincount(corpus.val.labels)) / len(corpus.val)
     summary = tt.summarize(rows, chance)
@@ -196,7 +205,7 @@ def step_throughput(ctx: Ctx) -> tuple[str, str, Any]:
 
 def step_fp16(ctx: Ctx) -> tuple[str, str, Any]:
     corpus = ctx.corpus(3200, 512)
-    p = dataclasses.replace(SMALL, epochs=1, precision="fp16")
+    p = ctx.p(dataclasses.replace(SMALL, epochs=1, precision="fp16"))
     o = tt.run_engine(tt.SETUPS["engine"], ctx.bert("small"), corpus, p, ctx.device, defaults=ctx.defaults, record_losses=True)
     weights_ok = all(bool(torch.isfinite(v).all()) for v in o.extra["model"].state_dict().values() if v.is_floating_point())
     bad = sum(not math.isfinite(x) for x in o.losses)
@@ -222,6 +231,9 @@ def _peak_bytes(model: torch.nn.Module, opt: torch.optim.Optimizer, rows: int, v
 
 def step_oom(ctx: Ctx) -> tuple[str, str, Any]:
     from textcls_core.models import load_pretrained_model
+
+    if ctx.rehearse:
+        return "SKIPPED", "needs CUDA (memory fraction and torch.OutOfMemoryError)", None
 
     corpus = ctx.corpus(64 * 6, 128)
     bert, p = ctx.bert("base"), dataclasses.replace(BASE, batch_size=64)
@@ -262,7 +274,7 @@ def step_smoke(ctx: Ctx) -> tuple[str, str, Any]:
     for mode in ("full", "kill", "resume"):
         ckpt = ctx.scratch / ("smoke-full.pt" if mode == "full" else "smoke-resume.pt")
         cmd = [sys.executable, __file__, "--child", mode, "--prep", str(ctx.prep), "--bert", str(bert), "--ckpt", str(ckpt),
-               "--weights", str(ctx.scratch / f"weights-{mode}.pt")]
+               "--weights", str(ctx.scratch / f"weights-{mode}.pt"), *(["--rehearse"] if ctx.rehearse else [])]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(30, ctx.args.deadline - time.time()))
         out[mode] = {"rc": proc.returncode, "seconds": time.perf_counter() - t0}
@@ -286,8 +298,10 @@ def smoke_child(args: argparse.Namespace) -> None:
     """One smoke run in its own process: `kill` SIGKILLs itself at KILL_STEP, after the checkpoint of step 20."""
     configs = json.loads((args.prep / "train_configs.json").read_text(encoding="utf-8"))
     corpus = tt.load_folder(args.prep, 1600, 256)
-    device = torch.device("cuda")
+    device = torch.device("cpu" if args.rehearse else "cuda")
     fields = dict(planned_engine_fields()["smoke"])
+    if args.rehearse:
+        fields.update(compile=False, pad_buckets=[], precision="fp32")
     cfg = tt.make_train_config(fields, configs["defaults"])
     from functools import partial
 
@@ -312,8 +326,9 @@ def smoke_child(args: argparse.Namespace) -> None:
 
 
 def step_parity(ctx: Ctx) -> tuple[str, str, Any]:
-    corpus = ctx.corpus(ctx.args.parity_steps * BASE.batch_size, 512)
-    par = tt.loss_parity(ctx.bert("base", dropout=0.0), corpus, BASE, ctx.device, ctx.args.parity_steps, ctx.defaults)
+    corpus = ctx.corpus(ctx.args.parity_steps * BASE.batch_size, 512)  # --rehearse: 256 texts, 8 steps
+    steps = 8 if ctx.rehearse else ctx.args.parity_steps
+    par = tt.loss_parity(ctx.bert("base", dropout=0.0), corpus, ctx.p(BASE), ctx.device, steps, ctx.defaults)
     smooth = next(v for k, v in par.items() if k.endswith("_step_mean"))
     ok = smooth <= PARITY_TOLERANCE
     return ("PASS" if ok else "FAIL"), (f"{par['steps']} steps, bf16: 20-step mean losses differ by at most {smooth:.4f} "
@@ -333,6 +348,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "runs/gpu_check"), help="where results go")
     ap.add_argument("--budget", type=float, default=450, help="seconds for the whole run; steps that would not fit are skipped")
     ap.add_argument("--dry-run", action="store_true", help="exit 0 after the CPU checks when there is no GPU")
+    ap.add_argument("--rehearse", action="store_true", help="no GPU: run the GPU steps' code on the CPU (tiny BERT, fp32, "
+                    "no compile, few rows) to catch mistakes before device time is spent; its figures mean nothing")
     ap.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {', '.join(STEPS)}")
     ap.add_argument("--configs", default=",".join(THROUGHPUT_SETUPS), help="throughput step: set-ups to compare")
     ap.add_argument("--train-rows", type=int, default=3200, help="throughput step: train texts per call")
@@ -365,12 +382,15 @@ def main() -> int:
     results.add("checks", "PASS", f"no {'/'.join(FORBIDDEN)} imported; {facts['train_texts']} train / {facts['val_texts']} val "
                 f"texts, tokenizer and {facts['configs']} engine configs valid; tiny engine + Trainer ran on the CPU "
                 f"({time.time() - start:.0f} s)")
-    if not torch.cuda.is_available():
+    if args.rehearse:
+        args.configs = "engine,trainer-grouped"
+        args.rounds = min(args.rounds, 2)
+    elif not torch.cuda.is_available():
         print("no CUDA device: the CPU-side checks passed; the GPU steps "
               f"({', '.join(args.steps.split(','))}) need a machine with a CUDA GPU", flush=True)
         return 0 if args.dry_run else 3
     defaults = json.loads((args.prep / "train_configs.json").read_text(encoding="utf-8"))["defaults"]
-    ctx = Ctx(args.prep, scratch, defaults, args, torch.device("cuda"))
+    ctx = Ctx(args.prep, scratch, defaults, args, torch.device("cpu" if args.rehearse else "cuda"), args.rehearse)
     for name in args.steps.split(","):
         fn, need = STEPS[name]
         left = args.deadline - time.time()
@@ -385,7 +405,8 @@ def main() -> int:
             print(details["traceback"], file=sys.stderr, flush=True)
         results.add(name, status, f"{text} ({time.time() - t0:.0f} s)", details)
         gc.collect()
-        torch.cuda.empty_cache()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     print((args.out / "gpu_results.md").read_text(encoding="utf-8"), flush=True)
     return 0
 
