@@ -117,27 +117,31 @@ def _noise_whitespace(text: str, rng: random.Random, ctx: _Context) -> str:
     return "".join(ch + (rng.choice([" ", "  ", "\t", "\n", "\u3000"]) if rng.random() < ctx.rate else "") for ch in text)
 
 
-def _common_hanzi(ch: str) -> bool:
-    """A character of GB2312 (the 6,763 everyday hanzi): typos land on characters people actually type."""
-    if not "\u4e00" <= ch <= "\u9fff":
-        return False
-    try:
-        ch.encode("gb2312")
-    except UnicodeEncodeError:
-        return False
-    return True
+@lru_cache(maxsize=1)
+def _level1_hanzi() -> str:
+    """GB2312 level-1 hanzi (3,755 most common), the pool of random typos."""
+    chars = []
+    for hi in range(0xB0, 0xD8):
+        for lo in range(0xA1, 0xFF):
+            try:
+                chars.append(bytes([hi, lo]).decode("gb2312"))
+            except UnicodeDecodeError:
+                continue
+    return "".join(chars)
 
 
 @lru_cache(maxsize=1)
 def _homophone_index() -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
-    """(char -> first toned reading, toned reading -> common chars with it) from pypinyin's dictionary."""
+    """(char -> first toned reading, toned reading -> chars with it), over GB2312 level 1: the 3,755 everyday hanzi
+    an IME offers first, so a typo lands on a character people actually type."""
     from pypinyin.pinyin_dict import pinyin_dict
 
     reading: dict[str, str] = {}
     by_reading: dict[str, list[str]] = {}
+    level1 = set(_level1_hanzi())
     for code, value in pinyin_dict.items():
         ch = chr(code)
-        if _common_hanzi(ch):
+        if ch in level1:
             first = value.split(",")[0]
             reading[ch] = first
             by_reading.setdefault(first, []).append(ch)
@@ -155,19 +159,6 @@ def _homophone(text: str, rng: random.Random, ctx: _Context) -> str:
         else:
             out.append(ch)
     return "".join(out)
-
-
-@lru_cache(maxsize=1)
-def _level1_hanzi() -> str:
-    """GB2312 level-1 hanzi (3,755 most common), the pool of random typos."""
-    chars = []
-    for hi in range(0xB0, 0xD8):
-        for lo in range(0xA1, 0xFF):
-            try:
-                chars.append(bytes([hi, lo]).decode("gb2312"))
-            except UnicodeDecodeError:
-                continue
-    return "".join(chars)
 
 
 def _char_swap(text: str, rng: random.Random, ctx: _Context) -> str:
