@@ -1,25 +1,40 @@
-"""MLflow "model from code": the pyfunc that wraps textcls_core.predictor.TextClassifier.
+"""MLflow "model from code": the pyfunc that wraps the shipped classifier (TextClassifier, tfidf_lr or ensemble).
 
 Logged by tasks/package.py with the model folder as the artifact `model_dir`. The input is a list of
 strings (a one-column DataFrame is converted by MLflow), so `mlflow models serve` accepts
 {"inputs": ["...", "..."]}. The output has one row per text: label, score, prob_<label> per class.
+
+Bounded work per request: at most serve.max_texts texts (logged as the model's model_config; more -> HTTP 400),
+and every text is cut to what the model reads before cleaning and segmentation (TextEncoder). Items that are not
+strings are scored as text: null -> "" (scored like an empty text), numbers -> their string form.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
+
+DEFAULT_MAX_TEXTS = 1000  # serve.max_texts's default, for models logged without a model_config
 
 
 class TextclsModel(PythonModel):
     def load_context(self, context) -> None:
-        from textcls_core.predictor import TextClassifier
+        from textcls_core.classifiers import load_classifier  # network, tfidf_lr or ensemble folder, by model.json's kind
 
-        self.classifier = TextClassifier.load(context.artifacts["model_dir"])
+        self.classifier = load_classifier(context.artifacts["model_dir"])
+        self.max_texts = int((getattr(context, "model_config", None) or {}).get("max_texts", DEFAULT_MAX_TEXTS))
 
     def predict(self, context, model_input: list[str], params=None) -> pd.DataFrame:
-        return self.classifier.predict([t if isinstance(t, str) else "" for t in model_input])
+        from textcls_core.clean import as_text
+
+        texts = model_input[model_input.columns[0]].tolist() if isinstance(model_input, pd.DataFrame) else list(model_input)
+        if len(texts) > self.max_texts:  # MLflow answers INVALID_PARAMETER_VALUE with HTTP 400
+            raise MlflowException.invalid_parameter_value(
+                f"{len(texts)} texts in one request; this model accepts at most {self.max_texts} (serve.max_texts). "
+                "Send them in several requests, or log the model with a higher serve.max_texts.")
+        return self.classifier.predict([as_text(t) for t in texts])
 
 
 mlflow.models.set_model(TextclsModel())
