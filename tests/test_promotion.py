@@ -301,3 +301,14 @@ def test_regression_set_check_and_hand_promotion_errors(env, tmp_path):
     assert rollback_champion(env["name"], "bad canary", env["uri"]) == ("2", "1")
     with pytest.raises(TextclsError, match="no earlier champion"):
         rollback_champion(env["name"], "again", env["uri"])
+
+
+def test_readme_automation_on_gate_failed_is_a_valid_prefect_automation():
+    from pathlib import Path
+
+    import yaml
+    from prefect.events.schemas.automations import AutomationCore
+
+    spec = yaml.safe_load((Path(__file__).resolve().parent.parent / "automations" / "gate_failed.yaml").read_text(encoding="utf-8"))
+    automation = AutomationCore.model_validate(spec)
+    assert automation.trigger.expect == {"textcls.gate.failed"} and automation.actions[0].type == "send-notification"
