@@ -5,8 +5,9 @@ strings (a one-column DataFrame is converted by MLflow), so `mlflow models serve
 {"inputs": ["...", "..."]}. The output has one row per text: label, score, prob_<label> per class.
 
 Bounded work per request: at most serve.max_texts texts (logged as the model's model_config; more -> HTTP 400),
-and every text is cut to what the model reads before cleaning and segmentation (TextEncoder). Items that are not
-strings are scored as text: null -> "" (scored like an empty text), numbers -> their string form.
+and every text is cut to what the model reads before cleaning and segmentation (TextEncoder). Over HTTP, MLflow
+checks the list[str] type hint first: null or number items get a 400 naming them; called directly, predict scores
+null as an empty text and a number as its string form.
 """
 
 from __future__ import annotations
