@@ -18,7 +18,7 @@ from textcls_core.clean import drop_unusable_rows
 from textcls_core.config import DataConfig, StressConfig
 from textcls_core.data import read_dataset
 from textcls_core.errors import DataError
-from textcls_core.predictor import TextClassifier
+from textcls_core.classifiers import load_classifier
 from textcls_core.stress import (ProbaClassifier, StressResult, flat_stress_metrics, run_stress, sample_rows,
                                  stress_markdown, write_stress_report)
 
@@ -70,7 +70,7 @@ def stress_task(model_dir: str, test_path: str, cfg: StressConfig, batch_size: i
     """The trained artifact on perturbed texts of the test split; writes evaluation/stress.html. None when disabled."""
     if not cfg.enabled:
         return None
-    clf = TextClassifier.load(model_dir)
+    clf = load_classifier(model_dir)  # any shipped kind: network, tfidf_lr or ensemble
     out_dir = Path(tracking["run_dir"]) / "evaluation"
     out = publish_stress(clf, pd.read_parquet(test_path), cfg, seed, batch_size, out_dir,
                          "textcls stress tests (test split)", tracking)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from tasks.candidates import candidates_task
 from tasks.data import analyze_task, clean_task, split_task
 from tasks.encode import encode_task
 from tasks.evaluate import evaluate_task
@@ -40,7 +41,11 @@ def pipeline_outputs(tmp_path, tracking_uri):
     split = split_task.fn(cleaning["clean_path"], cfg.split, cfg.run.seed, tracking)
     encoded = encode_task.fn(split["paths"], cfg.tokenize, tracking)
     trained = train_task.fn(encoded, cfg.model, cfg.train, cfg.tokenize, cfg.clean, cfg.run.seed, tracking)
-    evaluation = evaluate_task.fn(trained["model_dir"], split["paths"], cfg.evaluate, cfg.registry.model_name, cfg.run.seed, tracking)
+    # the network is evaluated here; the candidates stage supplies the baseline (its tfidf_lr candidate)
+    candidates = candidates_task.fn(split["paths"], trained["model_dir"], cfg.model, cfg.tokenize, cfg.clean,
+                                    cfg.train.select_metric, cfg.evaluate.baseline, cfg.run.seed, tracking)
+    evaluation = evaluate_task.fn(trained["model_dir"], split["paths"], cfg.evaluate, cfg.registry.model_name, cfg.run.seed, tracking,
+                                  candidates=candidates)
     return locals()
 
 
@@ -79,7 +84,7 @@ def test_data_and_training_tasks(pipeline_outputs):
     queue = pd.read_csv(o["evaluation"]["relabel_queue_path"])
     assert len(queue) == m["suspected_label_errors"] and set(queue["row_id"]) <= set(parts["train"].row_id) | set(parts["val"].row_id)
     html = open(o["evaluation"]["report_path"], encoding="utf-8").read()
-    assert "TF-IDF + LR baseline" in html and "data:image/png;base64," in html
+    assert "tfidf_lr candidate (baseline)" in html and "data:image/png;base64," in html
     # no external assets (review texts may contain URLs, as plain escaped text)
     assert not re.search(r'(src|href)="?https?:|<link|@import|<script src', html)
     assert o["evaluation"]["champion_version"] is None

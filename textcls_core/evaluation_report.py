@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -96,10 +97,25 @@ def flat_metrics(ev: Evaluation, prefix: str = "test_") -> dict[str, float]:
 def _comparison_table(ev: Evaluation) -> pd.DataFrame:
     cols = {"model": ev.metrics}
     if ev.baseline:
-        cols["TF-IDF + LR baseline"] = ev.baseline
+        cols["tfidf_lr candidate (baseline)"] = ev.baseline
     if ev.champion:
         cols["current champion"] = ev.champion["champion"]
     rows = [{"metric": k, **{name: m.get(k) for name, m in cols.items()}} for k in SUMMARY_KEYS]
+    return pd.DataFrame(rows)
+
+
+def table_markdown(df: pd.DataFrame) -> str:
+    """A small frame as a markdown table (floats with 4 decimals)."""
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def candidates_frame(candidates: dict[str, Any]) -> pd.DataFrame:
+    """One row per candidate: validation and test scores, the shipped one marked (the choice uses validation only)."""
+    rows = [{"candidate": r["name"], "shipped": "yes" if r["chosen"] else "",
+             **{k: r[k] for k in r if k.startswith(("val_", "test_"))}} for r in candidates["table"]]
     return pd.DataFrame(rows)
 
 
@@ -113,6 +129,10 @@ def summary_markdown(ev: Evaluation, title: str) -> str:
         fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
         lines.append(f"| {k} | {fmt(m.get(k))} | {fmt(b)} | {fmt(c)} |")
     lines.append("")
+    if ev.extra.get("candidates"):
+        cands = ev.extra["candidates"]
+        lines.append(f"- shipped **{cands['chosen_name']}**: {cands['reason']}")
+        lines += ["", table_markdown(candidates_frame(cands)), ""]
     lines.append(f"- {len(ev.badcases)} misclassified of {m['n']} texts; top confusion: "
                  + (f"{ev.badcase_groups['confusion_pair'].iloc[0, 0]} ({ev.badcase_groups['confusion_pair'].iloc[0, 1]})" if len(ev.badcases) else "none"))
     if ev.champion:
@@ -136,7 +156,7 @@ def write_evaluation(ev: Evaluation, out_dir: str | Path, title: str, max_rows: 
         files[name] = d / f"{name}.csv"
         df.to_csv(files[name], index=name.startswith("confusion"), encoding="utf-8")
 
-    metrics = {"model": ev.metrics, "baseline": ev.baseline, "latency": ev.latency,
+    metrics = {"model": ev.metrics, "baseline": ev.baseline, "latency": ev.latency, "candidates": ev.extra.get("candidates"),
                "champion": {k: ev.champion[k] for k in ("champion", "delta", "delta_per_class")} if ev.champion else None}
     files["metrics"] = d / "metrics.json"
     files["metrics"].write_text(json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -160,7 +180,14 @@ def write_evaluation(ev: Evaluation, out_dir: str | Path, title: str, max_rows: 
     files["summary_md"].write_text(summary_markdown(ev, title), encoding="utf-8")
 
     per_class = pd.DataFrame([{"class": k, **v} for k, v in ev.metrics["per_class"].items()])
-    sections = [("Model vs baseline vs champion", table_html(_comparison_table(ev))),
+    sections = []
+    if ev.extra.get("candidates"):
+        cands = ev.extra["candidates"]
+        notes = "".join(f"<p>{html.escape(n)}</p>" for n in cands.get("notes", []))
+        sections.append(("Candidates on validation and test", f"<p>Shipped: <b>{html.escape(cands['chosen_name'])}</b>. "
+                         f"{html.escape(cands['reason'])}. The choice uses validation only; test is reported.</p>{notes}"
+                         + table_html(candidates_frame(cands))))
+    sections += [("Model vs baseline vs champion", table_html(_comparison_table(ev))),
                 ("Per class", table_html(per_class)),
                 ("Confusion matrix", image_html(files["confusion_png"], "confusion") + image_html(files["confusion_norm_png"], "normalised")),
                 ("Calibration", image_html(files["reliability_png"], "reliability") + table_html(ev.reliability)),

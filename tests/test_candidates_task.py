@@ -1,0 +1,107 @@
+"""Candidates (#14) through the tasks' `.fn`: every candidate scored, the best on validation shipped and evaluated,
+tfidf_lr as the baseline, the report's candidate table, and the pyfunc loading whatever kind was chosen."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from tasks.candidates import candidates_task
+from tasks.data import analyze_task, clean_task, split_task
+from tasks.encode import encode_task
+from tasks.evaluate import evaluate_task
+from tasks.pyfunc_model import TextclsModel
+from tasks.train import train_task
+from tests.conftest import small_config
+from tests.test_tasks import _start_run
+from textcls_core.classifiers import load_classifier, model_kind
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cand")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    # a network that has not learned much (1 epoch on a few hundred rows) beside tfidf_lr: the small-data case
+    cfg = small_config(tmp, uri, "data.max_rows=400", "train.epochs=1", "evaluate.label_error_folds=0",
+                       "evaluate.latency_samples=0", "evaluate.compare_champion=false")
+    tracking = _start_run(cfg, tmp)
+    analysis = analyze_task.fn(cfg.data, cfg.extra_columns(), cfg.run.seed, tracking)
+    cleaning = clean_task.fn(analysis["raw_path"], cfg.clean, tracking)
+    split = split_task.fn(cleaning["clean_path"], cfg.split, cfg.run.seed, tracking)
+    encoded = encode_task.fn(split["paths"], cfg.tokenize, tracking, cfg.clean)
+    trained = train_task.fn(encoded, cfg.model, cfg.train, cfg.tokenize, cfg.clean, cfg.run.seed, tracking)
+    cands = candidates_task.fn(split["paths"], trained["model_dir"], cfg.model, cfg.tokenize, cfg.clean,
+                               cfg.train.select_metric, cfg.evaluate.baseline, cfg.run.seed, tracking)
+    evaluation = evaluate_task.fn(cands["model_dir"], split["paths"], cfg.evaluate, cfg.registry.model_name, cfg.run.seed,
+                                  tracking, candidates=cands)
+    return SimpleNamespace(cfg=cfg, tracking=tracking, split=split, trained=trained, cands=cands, evaluation=evaluation)
+
+
+def _val_scores(o):
+    return {r["candidate"]: r["val_accuracy"] for r in o.cands["table"]}
+
+
+def test_every_candidate_scored_and_best_on_validation_ships(outputs):
+    o = outputs
+    table = {r["candidate"]: r for r in o.cands["table"]}
+    assert set(table) == {"model", "tfidf_lr", "ensemble"} and all(r["compared"] for r in table.values())
+    val = _val_scores(o)
+    assert val[o.cands["chosen"]] == max(val.values())
+    assert [r["candidate"] for r in o.cands["table"] if r["chosen"]] == [o.cands["chosen"]]
+    assert o.cands["reason"].startswith(f"{o.cands['chosen_name']} has the best validation accuracy")
+    # what ships is the chosen folder, of the chosen kind
+    kinds = {"model": "network", "tfidf_lr": "tfidf_lr", "ensemble": "ensemble"}
+    assert model_kind(o.cands["model_dir"]) == kinds[o.cands["chosen"]]
+    # the candidate's validation accuracy is the shipped artifact's own, recomputed by evaluation from raw text
+    # (the ensemble's table entry is cross-fitted, so only the single models are compared exactly)
+    m = o.evaluation["metrics"]
+    if o.cands["chosen"] != "ensemble":
+        assert m["val_accuracy"] == pytest.approx(val[o.cands["chosen"]])
+    assert m["test_accuracy"] == pytest.approx(table[o.cands["chosen"]]["test_accuracy"])
+    # the baseline keys are the tfidf_lr candidate, on validation (the gate's check) and test
+    assert m["baseline_val_accuracy"] == pytest.approx(table["tfidf_lr"]["val_accuracy"])
+    assert m["baseline_test_accuracy"] == pytest.approx(table["tfidf_lr"]["test_accuracy"])
+    run = MlflowClient(o.tracking["tracking_uri"]).get_run(o.tracking["run_id"])
+    assert run.data.tags["textcls.candidate"] == o.cands["chosen_name"]
+    assert run.data.metrics["candidate_tfidf_lr_test_accuracy"] == pytest.approx(table["tfidf_lr"]["test_accuracy"])
+    assert 0.0 <= run.data.metrics["ensemble_weight_model"] <= 1.0
+
+
+def test_small_data_does_not_ship_an_untrained_network(outputs):
+    """On a few hundred rows after one epoch the network is near chance; tfidf_lr or the ensemble ships."""
+    o = outputs
+    val = _val_scores(o)
+    assert val["tfidf_lr"] > val["model"] + 0.05  # the premise: the network did not learn much
+    assert o.cands["chosen"] in {"tfidf_lr", "ensemble"}
+    report = json.loads(open(o.cands["path"], encoding="utf-8").read())
+    assert report["chosen"] == o.cands["chosen"] and report["details"]["tfidf_lr"]["search"]
+
+
+def test_report_and_metrics_json_show_the_candidates(outputs):
+    o = outputs
+    html = open(o.evaluation["report_path"], encoding="utf-8").read()
+    assert "Candidates on validation and test" in html and o.cands["reason"] in html.replace("&#x27;", "'")
+    for r in o.cands["table"]:
+        assert r["name"] in html
+    metrics = json.loads(open(o.evaluation["dir"] + "/metrics.json", encoding="utf-8").read())
+    assert metrics["candidates"]["chosen_name"] == o.cands["chosen_name"] and len(metrics["candidates"]["table"]) == 3
+    summary_md = open(o.evaluation["dir"] + "/summary.md", encoding="utf-8").read()
+    assert f"shipped **{o.cands['chosen_name']}**" in summary_md
+
+
+def test_pyfunc_loads_every_candidate_kind(outputs):
+    """The pyfunc's loader dispatches on the folder's kind; its output equals the in-process model's."""
+    o = outputs
+    texts = pd.read_parquet(o.split["paths"]["test"])["raw_text"].tolist()[:20] + ["", "<b>好</b>" * 5000]
+    for row in o.cands["table"]:
+        model = TextclsModel()
+        model.load_context(SimpleNamespace(artifacts={"model_dir": row["model_dir"]}))
+        served = model.predict(None, texts)
+        local = load_classifier(row["model_dir"]).predict(texts)
+        assert len(served) == len(texts) and (served["label"] == local["label"]).all()
+        assert np.abs(served.filter(like="prob_").to_numpy() - local.filter(like="prob_").to_numpy()).max() < 1e-6
