@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,21 +40,14 @@ def _quiet_prefect_user_errors() -> None:
 def print_summary(s: dict[str, Any]) -> None:
     m = s["metrics"]
     print("\n== textcls run finished ==")
-    epoch = f", best epoch {s['best_epoch']}" if s.get("best_epoch") is not None else ""
-    print(f"test accuracy   {m['test_accuracy']:.4f}   macro-F1 {m['test_macro_f1']:.4f}   ({s['rows']['test']} test texts{epoch}, {s['device']})")
+    print(f"test accuracy   {m['test_accuracy']:.4f}   macro-F1 {m['test_macro_f1']:.4f}   ({s['rows']['test']} test texts, best epoch {s['best_epoch']}, {s['device']})")
     sampled = f", {s['rows']['used']} sampled" if s["rows"]["used"] != s["rows"]["read"] else ""
     print(f"rows            {s['rows']['read']} read{sampled}, {s['rows']['kept']} kept, {s['rows']['dropped']} dropped {s['dropped_by_reason']}")
     print(f"registered      {s['model_name']} version {s['model_version']} -> @{s['model_alias']} ({s['alias_reason']})")
     print(f"load it         mlflow.pyfunc.load_model('{s['model_uri']}')")
     print(f"MLflow          {redact_uri(s['mlflow_tracking_uri'])}  run {s['mlflow_run_id']}")
     print(f"open the UI     {s['mlflow_ui_command']}")
-    if s.get("candidates"):
-        c = s["candidates"]
-        print(f"shipped         {c['shipped']}: {c['reason']}")
-        for r in c["table"]:
-            print(f"  {'*' if r['chosen'] else ' '} {r['name']:<26} val acc {r['val_accuracy']:.4f} F1 {r['val_macro_f1']:.4f}"
-                  f"   test acc {r['test_accuracy']:.4f} F1 {r['test_macro_f1']:.4f}" + ("" if r["compared"] else "   (reference only)"))
-    elif "baseline_test_accuracy" in m:
+    if "baseline_test_accuracy" in m:
         print(f"baseline        TF-IDF + LR test accuracy {m['baseline_test_accuracy']:.4f}   macro-F1 {m['baseline_test_macro_f1']:.4f}")
     if "gate.ci_low" in s:
         print(f"gate            {s['gate.metric']} on {s['gate.n_shared_rows']} shared rows: delta {s['gate.delta']:+.4f}, "
@@ -90,6 +84,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         cfg, resume_run_id = resolve_resume(args.resume, resolve_tracking_uri(cfg.tracking.uri))
     d = cfg.data
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    os.write(2, b"textcls: stopped by SIGTERM before the run started or after it ended\n")
+    os._exit(128 + signum)  # not sys.exit: Prefect's temporary server may be draining queues and hang the exit
+
+
     check_dataset_source(d.path, d.text_column, d.label_column, d.encoding, cfg.extra_columns())  # before a server or run starts
     check_gate_files(cfg.registry.eval_set, cfg.registry.regression_set, d.text_column, d.label_column, d.encoding)
     if cfg.model.name == "transformer":
@@ -107,6 +106,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, [*args.set, f"data.path={args.data}"])
     d = cfg.data
+    # SIGTERM outside the run's stages ends quietly; from its MLflow run on, the run's guard (tasks/runguard.py)
+    # takes over: marks the run KILLED, keeps the checkpoint and prints how to resume
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     check_dataset_source(d.path, d.text_column, d.label_column, d.encoding, d.metadata_columns)
     _prepare_env(args)
     from flows.evaluate import evaluate_text_classifier

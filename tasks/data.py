@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_metrics_now
+from tasks.runguard import file_rows_estimate, mark_stage, parquet_rows
 from textcls_core.analyze import analyze_dataset, format_report, save_analysis_html
 from textcls_core.cache import Entry, StageCache, code_version, file_sha256, fingerprint, texts_sha256
 from textcls_core.clean import check_quality, clean_dataset
@@ -79,6 +80,7 @@ def _source_id(path: str, cache: StageCache) -> dict[str, str]:
 def analyze_task(data_cfg: DataConfig, extra_columns: list[str], seed: int, tracking: dict[str, Any],
                  max_len: int = 256) -> dict[str, Any]:
     """Read the source once (to raw.parquet), then report class balance, lengths, duplicates, conflicts."""
+    mark_stage("analyze", file_rows_estimate(data_cfg.path))  # watchdog: this stage's time bound starts now
     run_dir = Path(tracking["run_dir"])
     cache = stage_cache(tracking)
     title = "Dataset analysis (before cleaning)"
@@ -113,6 +115,7 @@ def analyze_task(data_cfg: DataConfig, extra_columns: list[str], seed: int, trac
 def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: dict[str, Any], max_len: int = 256) -> dict[str, Any]:
     """Normalise (each text cut to what a `max_len`-token model reads) and filter; every dropped row goes to
     dropped.csv with its reason. clean.parquet keeps the original text beside the model text (raw_text)."""
+    mark_stage("clean", parquet_rows(raw_path))  # watchdog: this stage's time bound starts now
     run_dir = Path(tracking["run_dir"])
     cache = stage_cache(tracking)
 
@@ -167,6 +170,7 @@ def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: dict[str, Any], 
 @task(name="split", cache_policy=NO_CACHE)
 def split_task(clean_path: str, split_cfg: SplitConfig, seed: int, tracking: dict[str, Any]) -> dict[str, Any]:
     """Stratified train/val/test Parquet files with content hashes logged to MLflow."""
+    mark_stage("split", parquet_rows(clean_path))  # watchdog: this stage's time bound starts now
     run_dir = Path(tracking["run_dir"])
     cache = stage_cache(tracking)
 

@@ -12,6 +12,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.data import segment_splits
+from tasks.runguard import mark_stage, parquet_rows
 from tasks.tracking import get_run_logger, log_artifacts, log_metrics_now
 from textcls_core.config import CleanConfig, TokenizeConfig
 from textcls_core.encoders import TextEncoder, WordEncoder, encoder_sha256
@@ -73,6 +74,7 @@ def write_encoded(frames: dict[str, pd.DataFrame], ids: dict[str, list[list[int]
 def encode_task(split_paths: dict[str, str], tok_cfg: TokenizeConfig, tracking: dict[str, Any],
                 clean_cfg: CleanConfig = CleanConfig()) -> dict[str, Any]:
     """The run's TextEncoder from the splits' raw texts: jieba words, a vocabulary from train only, ids cut to max_len."""
+    mark_stage("encode", parquet_rows(*split_paths.values()))  # watchdog: this stage's time bound starts now
     frames = {name: pd.read_parquet(split_paths[name]) for name in SPLITS}
     probe = TextEncoder(clean_cfg, WordEncoder([], tok_cfg.max_len))  # cleaning + bounds; the vocabulary comes next
     texts = prepare_splits(probe, frames)

@@ -9,6 +9,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.encode import prepare_splits, save_encoder, write_encoded
+from tasks.runguard import mark_stage, parquet_rows
 from tasks.tracking import get_run_logger
 from textcls_core.config import CleanConfig, ModelConfig, TokenizeConfig
 from textcls_core.encoders import PretrainedEncoder, TextEncoder, load_tokenizer, tokenize_with
@@ -20,6 +21,7 @@ def encode_pretrained_task(split_paths: dict[str, str], tok_cfg: TokenizeConfig,
                            tracking: dict[str, Any], clean_cfg: CleanConfig = CleanConfig()) -> dict[str, Any]:
     """The run's TextEncoder around the pretrained model's tokenizer; token ids per split from the raw texts
     ([CLS] ... [SEP], cut to max_len)."""
+    mark_stage("encode", parquet_rows(*split_paths.values()))  # watchdog: this stage's time bound starts now
     encoder = PretrainedEncoder(load_tokenizer(model_cfg.pretrained), tok_cfg.max_len)
     text_encoder = TextEncoder(clean_cfg, encoder)
     frames = {name: pd.read_parquet(split_paths[name]) for name in SPLITS}

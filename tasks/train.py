@@ -13,6 +13,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.tracking import MetricLogger, client_for, get_run_logger, log_artifacts, log_metrics_now
+from tasks.runguard import mark_stage, parquet_rows
 from textcls_core.config import CleanConfig, ModelConfig, TokenizeConfig, TrainConfig
 from textcls_core.distributed import ERROR_PREFIX, METRIC_PREFIX, launch_command, result_paths
 from textcls_core.encoders import PretrainedEncoder, TextEncoder, WordEncoder, load_tokenizer
@@ -76,6 +77,7 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
 
     `prefect concurrency-limit create gpu N` caps how many trainings run at once.
     """
+    mark_stage("train", parquet_rows(encoded["paths"]["train"], encoded["paths"]["val"]))  # watchdog: this stage's time bound starts now
     log = get_run_logger()
     run_dir = Path(tracking["run_dir"])
     labels: list[str] = encoded["labels"]

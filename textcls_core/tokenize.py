@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from types import ModuleType
+
+from textcls_core.procs import available_cpus, safe_mp_context
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -18,10 +19,8 @@ PARALLEL_MIN_TEXTS = 50000
 
 
 def resolve_workers(workers: int) -> int:
-    """tokenize.workers as a process count: 0 means one per CPU core this process may use."""
-    if workers > 0:
-        return workers
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """tokenize.workers as a process count: 0 means one per CPU core this process may use (affinity, cgroup quota)."""
+    return available_cpus(workers)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -29,11 +28,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     threaded process can deadlock the child. Not plain spawn: every worker would re-import the caller's
     __main__ (the CLI imports Prefect and MLflow, seconds per worker). A fork server that imported only
     this module (and jieba) gives neither problem; spawn remains where there is no fork server (Windows)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__, "jieba"])
-    return ctx
+    return safe_mp_context([__name__, "jieba"])
 
 
 def _jieba() -> ModuleType:

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from textcls_core.batching import BucketBatchSampler, EncodedDataset
 from textcls_core.errors import ConfigError, DataError, LabelRangeError
 from textcls_core.models import PretrainedClassifier
+from textcls_core.procs import safe_mp_context
 from textcls_core.tokenize import PAD_ID, UNK_ID
 
 if TYPE_CHECKING:  # annotations only: the engine runs without pydantic (benchmarks/gpu_check.py)
@@ -276,10 +277,14 @@ def train_model(model: nn.Module, train_set: EncodedDataset, val_set: EncodedDat
     # own generators: creating a DataLoader iterator must not draw from the global RNG (resume replays it exactly)
     sampler = BucketBatchSampler([len(x) for x in train_set.ids], cfg.batch_size, torch.Generator().manual_seed(seed),
                                  max_tokens=cfg.max_tokens, rank=dist.rank, world_size=dist.world_size)
-    train_loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
-                              pin_memory=pin, generator=torch.Generator())
-    val_loader = DataLoader(val_set, batch_size=max(cfg.batch_size, 256), collate_fn=collate, num_workers=cfg.num_workers,
-                            pin_memory=pin, generator=torch.Generator())
+    # workers (if any) start from a fork server that preloaded torch, never by fork of this threaded process,
+    # and live across epochs so that start-up is paid once (benchmarks/pool_start_methods.py)
+    workers = dict(num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
+                   multiprocessing_context=safe_mp_context(["textcls_core.batching"]) if cfg.num_workers else None)
+    train_loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, pin_memory=pin,
+                              generator=torch.Generator(), **workers)
+    val_loader = DataLoader(val_set, batch_size=max(cfg.batch_size, 256), collate_fn=collate, pin_memory=pin,
+                            generator=torch.Generator(), **workers)
     # token-budget and distributed batchings vary a little per epoch: count every epoch for the schedule
     scheduler = make_scheduler(optimizer, cfg, total_steps=sum(sampler.epoch_lengths(cfg.epochs)))
     word_model = not isinstance(model, PretrainedClassifier)
