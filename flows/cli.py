@@ -40,14 +40,21 @@ def _quiet_prefect_user_errors() -> None:
 def print_summary(s: dict[str, Any]) -> None:
     m = s["metrics"]
     print("\n== textcls run finished ==")
-    print(f"test accuracy   {m['test_accuracy']:.4f}   macro-F1 {m['test_macro_f1']:.4f}   ({s['rows']['test']} test texts, best epoch {s['best_epoch']}, {s['device']})")
+    epoch = f", best epoch {s['best_epoch']}" if s.get("best_epoch") is not None else ""
+    print(f"test accuracy   {m['test_accuracy']:.4f}   macro-F1 {m['test_macro_f1']:.4f}   ({s['rows']['test']} test texts{epoch}, {s['device']})")
     sampled = f", {s['rows']['used']} sampled" if s["rows"]["used"] != s["rows"]["read"] else ""
     print(f"rows            {s['rows']['read']} read{sampled}, {s['rows']['kept']} kept, {s['rows']['dropped']} dropped {s['dropped_by_reason']}")
     print(f"registered      {s['model_name']} version {s['model_version']} -> @{s['model_alias']} ({s['alias_reason']})")
     print(f"load it         mlflow.pyfunc.load_model('{s['model_uri']}')")
     print(f"MLflow          {redact_uri(s['mlflow_tracking_uri'])}  run {s['mlflow_run_id']}")
     print(f"open the UI     {s['mlflow_ui_command']}")
-    if "baseline_test_accuracy" in m:
+    if s.get("candidates"):
+        c = s["candidates"]
+        print(f"shipped         {c['shipped']}: {c['reason']}")
+        for r in c["table"]:
+            print(f"  {'*' if r['chosen'] else ' '} {r['name']:<26} val acc {r['val_accuracy']:.4f} F1 {r['val_macro_f1']:.4f}"
+                  f"   test acc {r['test_accuracy']:.4f} F1 {r['test_macro_f1']:.4f}" + ("" if r["compared"] else "   (reference only)"))
+    elif "baseline_test_accuracy" in m:
         print(f"baseline        TF-IDF + LR test accuracy {m['baseline_test_accuracy']:.4f}   macro-F1 {m['baseline_test_macro_f1']:.4f}")
     if "gate.ci_low" in s:
         print(f"gate            {s['gate.metric']} on {s['gate.n_shared_rows']} shared rows: delta {s['gate.delta']:+.4f}, "

@@ -1,4 +1,4 @@
-"""The `train-text-classifier` flow: analyze -> clean -> split -> encode -> train -> evaluate -> package."""
+"""The `train-text-classifier` flow: analyze -> clean -> split -> encode -> train -> candidates -> evaluate -> package."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.candidates import candidates_task
 from tasks.data import analyze_task, clean_task, split_task
 from tasks.encode import encode_task
 from tasks.encode_pretrained import encode_pretrained_task
@@ -16,6 +17,7 @@ from tasks.summary import summary_task
 from tasks.stress import stress_task
 from tasks.train import train_task
 from tasks.tracking import finish_tracking, run_config, start_tracking
+from textcls_core.candidates import plan_candidates
 from textcls_core.config import Config
 from textcls_core.procs import resolve_cpus
 
@@ -36,21 +38,27 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
         analysis = analyze_task(config.data, config.extra_columns(), config.run.seed, tracking, max_len=config.tokenize.max_len)
         cleaning = clean_task(analysis["raw_path"], config.clean, tracking, max_len=config.tokenize.max_len)
         split = split_task(cleaning["clean_path"], config.split, config.run.seed, tracking)
-        if config.model.name == "transformer":
-            encoded = encode_pretrained_task(split["paths"], config.tokenize, config.model, tracking, config.clean)
-        else:
-            encoded = encode_task(split["paths"], config.tokenize, tracking, config.clean)
-        train = train_task.with_options(retries=config.train.retries, retry_delay_seconds=5)
-        trained = train(encoded, config.model, config.train, config.tokenize, config.clean, config.run.seed, tracking)
-        evaluation = evaluate_task(trained["model_dir"], split["paths"], config.evaluate, config.registry.model_name,
-                                   config.run.seed, tracking, source_path=config.data.path)
-        stress = stress_task(trained["model_dir"], split["paths"]["test"], config.stress, config.evaluate.batch_size,
+        trained = None  # no network when model.candidates holds only tfidf_lr (or model.name is tfidf_lr)
+        if plan_candidates(config.model, config.evaluate.baseline).train_network:
+            if config.model.name == "transformer":
+                encoded = encode_pretrained_task(split["paths"], config.tokenize, config.model, tracking, config.clean)
+            else:
+                encoded = encode_task(split["paths"], config.tokenize, tracking, config.clean)
+            train = train_task.with_options(retries=config.train.retries, retry_delay_seconds=5)
+            trained = train(encoded, config.model, config.train, config.tokenize, config.clean, config.run.seed, tracking)
+        candidates = candidates_task(split["paths"], trained["model_dir"] if trained else None, config.model, config.tokenize,
+                                     config.clean, config.train.select_metric, config.evaluate.baseline, config.run.seed, tracking)
+        model_dir = candidates["model_dir"]  # the best candidate on validation is what is evaluated, gated and shipped
+        evaluation = evaluate_task(model_dir, split["paths"], config.evaluate, config.registry.model_name,
+                                   config.run.seed, tracking, source_path=config.data.path, candidates=candidates)
+        stress = stress_task(model_dir, split["paths"]["test"], config.stress, config.evaluate.batch_size,
                              config.run.seed, tracking)  # before package: registry.max_flip_rate gates on its stress.json
         tags = {"dataset_sha256": split["dataset_sha256"], "mlflow_run_id": tracking["run_id"],
                 "prefect_flow_run_id": tracking.get("prefect_flow_run_id", "")}
-        package = package_task(trained["model_dir"], evaluation["metrics"], evaluation["per_class"], config, tracking, tags,
+        package = package_task(model_dir, evaluation["metrics"], evaluation["per_class"], config, tracking, tags,
                                split["paths"])
-        summary = summary_task(tracking, analysis, cleaning, split, trained, evaluation, package, summary_path, stress=stress)
+        summary = summary_task(tracking, analysis, cleaning, split, trained, evaluation, package, summary_path, stress=stress,
+                               candidates=candidates)
     except BaseException:
         finish_tracking(tracking, "FAILED")
         raise

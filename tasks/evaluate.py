@@ -1,4 +1,5 @@
-"""Evaluation stage: model, baseline and champion on the same test split; badcases; label errors; HTML report."""
+"""Evaluation stage: model, baseline (the tfidf_lr candidate) and champion on the same test split; badcases; label
+errors; the candidates table; HTML report."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from prefect.runtime import flow_run
 from tasks.registry import champion_classifier, load_registered_classifier
 from tasks.tracking import client_for, get_run_logger, log_metrics_now
 from tasks.runguard import mark_stage, parquet_rows
-from textcls_core.baseline import baseline_proba, fit_baseline, out_of_fold_proba
+from textcls_core.baseline import out_of_fold_proba
+from textcls_core.classifiers import load_classifier, proba_and_oov
 from textcls_core.clean import drop_unusable_rows
 from textcls_core.config import DataConfig, EvaluateConfig
 from textcls_core.data import read_dataset
@@ -31,7 +33,7 @@ def _label_ids(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
     return frame["label"].map(ids).to_numpy()
 
 
-def aligned_proba(clf: TextClassifier, texts: list[str], labels: list[str], batch_size: int) -> np.ndarray:
+def aligned_proba(clf: Any, texts: list[str], labels: list[str], batch_size: int) -> np.ndarray:
     """Probabilities of `clf` re-ordered to `labels` (a class it does not know gets 0)."""
     probs = clf.predict_proba(texts, batch_size)
     out = np.zeros((len(texts), len(labels)))
@@ -41,22 +43,18 @@ def aligned_proba(clf: TextClassifier, texts: list[str], labels: list[str], batc
     return out
 
 
-def assess_classifier(clf: TextClassifier, test: pd.DataFrame, eval_cfg: EvaluateConfig, train: pd.DataFrame | None,
-                      label_pool: pd.DataFrame | None, champion: TextClassifier | None, seed: int, log: Any,
+def assess_classifier(clf: Any, test: pd.DataFrame, eval_cfg: EvaluateConfig, baseline: Any | None,
+                      label_pool: pd.DataFrame | None, champion: Any | None, seed: int, log: Any,
                       source_sha256: str = ""):
-    """Score clf on one labelled frame; the baseline fits on `train`, the label-error search runs over `label_pool`
-    (its queue records source_sha256, the file its row ids refer to, for `textcls relabel apply`)."""
+    """Score clf (any model kind) on one labelled frame beside `baseline` (the run's tfidf_lr candidate, or None);
+    the label-error search runs over `label_pool` (its queue records source_sha256, the file its row ids refer to,
+    for `textcls relabel apply`)."""
     labels = clf.labels
     y = _label_ids(test, labels)
     texts = test["text"].tolist()
-    ids = clf.encode(texts)
-    probs = clf.predict_proba_ids(ids, eval_cfg.batch_size)  # eval() + inference_mode inside
-    unk = clf.encoder.unk_id
-    oov = np.array([sum(i == unk for i in x) / len(x) if x else 0.0 for x in ids])
-    baseline_probs = relabel = None
-    if eval_cfg.baseline and train is not None:
-        baseline = fit_baseline(train["text"].tolist(), _label_ids(train, labels))
-        baseline_probs = baseline_proba(baseline, texts, len(labels))
+    probs, oov = proba_and_oov(clf, texts, eval_cfg.batch_size)  # a network encodes once, in eval() + inference_mode
+    relabel = None
+    baseline_probs = aligned_proba(baseline, texts, labels, eval_cfg.batch_size) if baseline is not None else None
     if eval_cfg.label_error_folds and label_pool is not None:
         pool_y = _label_ids(label_pool, labels)
         oof = out_of_fold_proba(label_pool["text"].tolist(), pool_y, len(labels), eval_cfg.label_error_folds, seed)
@@ -84,20 +82,26 @@ def publish_evaluation(ev, out_dir: Path, title: str, eval_cfg: EvaluateConfig, 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_task(model_dir: str, split_paths: dict[str, str], eval_cfg: EvaluateConfig, model_name: str,
-                  seed: int, tracking: dict[str, Any], source_path: str = "") -> dict[str, Any]:
+                  seed: int, tracking: dict[str, Any], source_path: str = "",
+                  candidates: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate the delivered artifact itself (same cleaning, segmentation and weights as the pyfunc).
 
-    source_path: the data file the splits came from; its sha256 goes into the relabel queue."""
+    source_path: the data file the splits came from; its sha256 goes into the relabel queue.
+    candidates: the candidates stage's result: its tfidf_lr folder is the baseline, its table goes into the report."""
     mark_stage("evaluate", parquet_rows(*split_paths.values()))  # watchdog: this stage's time bound starts now
     log = get_run_logger()
-    clf = TextClassifier.load(model_dir)
+    clf = load_classifier(model_dir)
+    baseline_dir = (candidates or {}).get("baseline_dir")
+    baseline = load_classifier(baseline_dir) if eval_cfg.baseline and baseline_dir else None
     test, train, val = (pd.read_parquet(split_paths[k]) for k in ("test", "train", "val"))
     champ_version, champion = champion_classifier(model_name, tracking["tracking_uri"]) if eval_cfg.compare_champion else (None, None)
     if champ_version:
         log.info("evaluate: comparing with %s version %s (@champion) on the same test split", model_name, champ_version)
-    ev = assess_classifier(clf, test, eval_cfg, train, pd.concat([train, val], ignore_index=True), champion, seed, log,
+    ev = assess_classifier(clf, test, eval_cfg, baseline, pd.concat([train, val], ignore_index=True), champion, seed, log,
                            source_file_sha256(source_path))
     ev.extra["champion_version"] = champ_version
+    if candidates:
+        ev.extra["candidates"] = {k: candidates[k] for k in ("table", "chosen_name", "reason", "notes")}
     out = publish_evaluation(ev, Path(tracking["run_dir"]) / "evaluation", "textcls evaluation (test split)", eval_cfg, tracking)
     m = out["metrics"]
     log.info("evaluate: accuracy %.4f, macro-F1 %.4f (baseline %s), %d badcases of %d", m["test_accuracy"], m["test_macro_f1"],

@@ -22,6 +22,7 @@ def summary_markdown(s: dict[str, Any]) -> str:
         f"## textcls run `{s['mlflow_run_id']}`",
         f"- test accuracy **{m['test_accuracy']:.4f}**, macro-F1 **{m['test_macro_f1']:.4f}** on {s['rows']['test']} texts",
         f"- rows: {s['rows']['read']} read, {s['rows']['kept']} kept, {s['rows']['dropped']} dropped {s['dropped_by_reason']}",
+        *([f"- shipped **{s['candidates']['shipped']}**: {s['candidates']['reason']}"] if s.get("candidates") else []),
         f"- registered `{s['model_name']}` version {s['model_version']} as **@{s['model_alias']}** ({s['alias_reason']})",
         f"- files: `{s['run_dir']}`; badcases: `{s['reports']['badcases']}`",
         f"- MLflow UI: `{s['mlflow_ui_command']}`",
@@ -36,7 +37,8 @@ def summary_markdown(s: dict[str, Any]) -> str:
 @task(name="write-summary", cache_policy=NO_CACHE)
 def summary_task(tracking: dict[str, Any], analysis: dict[str, Any], cleaning: dict[str, Any], split: dict[str, Any],
                  trained: dict[str, Any], evaluation: dict[str, Any], package: dict[str, Any],
-                 summary_path: str | None = None, stress: dict[str, Any] | None = None) -> dict[str, Any]:
+                 summary_path: str | None = None, stress: dict[str, Any] | None = None,
+                 candidates: dict[str, Any] | None = None) -> dict[str, Any]:
     mark_stage("summary")  # watchdog: this stage's time bound starts now
     uri = tracking["tracking_uri"]
     shown_uri = redact_uri(uri)  # the summary is written, logged and printed: no credentials in it
@@ -46,7 +48,9 @@ def summary_task(tracking: dict[str, Any], analysis: dict[str, Any], cleaning: d
         "mlflow_tracking_uri": shown_uri, "mlflow_run_id": tracking["run_id"], "mlflow_experiment_id": tracking["experiment_id"],
         "prefect_flow_run_id": str(flow_run.id) if flow_run.id else None,
         "metrics": evaluation["metrics"], "per_class": evaluation["per_class"],
-        "best_epoch": trained["best_epoch"], "best_val_accuracy": trained["best_val_accuracy"], "device": trained["device"],
+        # no network trained (model.candidates without `model`, or model.name tfidf_lr): no epochs, CPU
+        "best_epoch": trained["best_epoch"] if trained else None,
+        "best_val_accuracy": trained["best_val_accuracy"] if trained else None, "device": trained["device"] if trained else "cpu",
         "rows": {"read": analysis["stats"]["rows_read"], "used": cleaning["rows_in"], "kept": cleaning["rows_kept"],
                  "dropped": cleaning["rows_dropped"], **split["rows"]},
         "dropped_by_reason": cleaning["dropped_by_reason"], "dataset_sha256": split["dataset_sha256"],
@@ -62,6 +66,10 @@ def summary_task(tracking: dict[str, Any], analysis: dict[str, Any], cleaning: d
                     "gate": str(run_dir / "evaluation" / "gate.md")},
         "mlflow_ui_command": ui,
     }
+    if candidates:  # every candidate on validation and test, the shipped one marked and why (#14)
+        summary["candidates"] = {"shipped": candidates["chosen_name"], "reason": candidates["reason"], "notes": candidates["notes"],
+                                 "table": [{k: v for k, v in r.items() if k != "model_dir"} for r in candidates["table"]]}
+        summary["reports"]["candidates"] = candidates["path"]
     if stress:  # the stress stage (#15): one row per perturbation, worst flip rate first in the markdown
         summary["stress"] = {"n": stress["n"], "clean": stress["clean"], "perturbations": stress["table"],
                              "seconds": stress["seconds"]}
