@@ -13,6 +13,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.data import segment_splits
+from tasks.runguard import mark_stage, parquet_rows
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_metrics_now
 from textcls_core.candidates import choose_candidate, display_name, plan_candidates, score
 from textcls_core.classifiers import load_classifier
@@ -48,6 +49,7 @@ def candidates_task(split_paths: dict[str, str], network_dir: str | None, model_
                     tracking: dict[str, Any]) -> dict[str, Any]:
     """Every candidate in model.candidates on the same splits; writes <run>/candidates/<name>/ and
     reports/candidates.json; returns the chosen model folder, the reason, and the tfidf_lr folder (the baseline)."""
+    mark_stage("candidates", parquet_rows(split_paths["train"], split_paths["val"]))  # watchdog: this stage's bound starts now
     log = get_run_logger()
     run_dir = Path(tracking["run_dir"])
     plan = plan_candidates(model_cfg, baseline)

@@ -14,6 +14,7 @@ from prefect.runtime import flow_run
 
 from tasks.registry import load_registered_classifier
 from tasks.tracking import client_for, get_run_logger, log_metrics_now
+from tasks.runguard import mark_stage
 from textcls_core.clean import drop_unusable_rows
 from textcls_core.config import DataConfig, StressConfig
 from textcls_core.data import read_dataset
@@ -68,6 +69,7 @@ def publish_stress(clf: ProbaClassifier, frame: pd.DataFrame, cfg: StressConfig,
 def stress_task(model_dir: str, test_path: str, cfg: StressConfig, batch_size: int, seed: int,
                 tracking: dict[str, Any]) -> dict[str, Any] | None:
     """The trained artifact on perturbed texts of the test split; writes evaluation/stress.html. None when disabled."""
+    mark_stage("stress")  # watchdog: this stage's time bound starts now
     if not cfg.enabled:
         return None
     clf = load_classifier(model_dir)  # any shipped kind: network, tfidf_lr or ensemble

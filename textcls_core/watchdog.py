@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Stage names a bound may be given for (run.stage_timeout_s); `default` covers every stage not named.
-STAGES = ("start", "analyze", "clean", "split", "encode", "train", "evaluate", "profile", "stress", "package", "summary")
+STAGES = ("start", "analyze", "clean", "split", "encode", "train", "candidates", "evaluate", "profile", "stress", "package", "summary")
 # Stages whose work grows with the number of rows: their bound scales with rows / run.stage_timeout_rows.
-ROW_SCALED = ("analyze", "clean", "split", "encode", "train", "evaluate")
+ROW_SCALED = ("analyze", "clean", "split", "encode", "train", "candidates", "evaluate")
 DEFAULT_STAGE_TIMEOUT_S = {"default": 900.0, "train": 1800.0}
 
 
