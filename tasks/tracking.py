@@ -61,6 +61,8 @@ def resolve_tracking_uri(uri: str) -> str:
 
 
 def client_for(tracking_uri: str) -> MlflowClient:
+    # MLflow prints "View run <name> at: <tracking URI>/#/..." when a run ends: with the URI's credentials in it
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     mlflow.set_tracking_uri(tracking_uri)
     return MlflowClient(tracking_uri)
 
