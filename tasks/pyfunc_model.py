@@ -21,6 +21,8 @@ DEFAULT_MAX_TEXTS = 1000  # serve.max_texts's default, for models logged without
 
 
 class TextclsModel(PythonModel):
+DEFAULT_REQUEST_TIMEOUT_S = 20.0  # serve.request_timeout_s's default, likewise
+DEADLINE_CHUNK = 256  # texts scored between deadline checks: the classifier's own batch, so results are unchanged
     def load_context(self, context) -> None:
         from textcls_core.classifiers import load_classifier  # network, tfidf_lr or ensemble folder, by model.json's kind
 
@@ -29,13 +31,27 @@ class TextclsModel(PythonModel):
 
     def predict(self, context, model_input: list[str], params=None) -> pd.DataFrame:
         from textcls_core.clean import as_text
+        self.request_timeout_s = float((getattr(context, "model_config", None) or {}).get("request_timeout_s", DEFAULT_REQUEST_TIMEOUT_S))
 
         texts = model_input[model_input.columns[0]].tolist() if isinstance(model_input, pd.DataFrame) else list(model_input)
         if len(texts) > self.max_texts:  # MLflow answers INVALID_PARAMETER_VALUE with HTTP 400
             raise MlflowException.invalid_parameter_value(
                 f"{len(texts)} texts in one request; this model accepts at most {self.max_texts} (serve.max_texts). "
                 "Send them in several requests, or log the model with a higher serve.max_texts.")
-        return self.classifier.predict([as_text(t) for t in texts])
+        # the deadline (serve.request_timeout_s): a worker thread cannot be cancelled from outside, so the request
+        # checks its own clock between chunks and gives up with HTTP 504 instead of working on after the client left
+        texts = [as_text(t) for t in texts]
+        timeout_s = getattr(self, "request_timeout_s", DEFAULT_REQUEST_TIMEOUT_S)
+        deadline = time.monotonic() + timeout_s
+        parts = []
+        for start in range(0, max(len(texts), 1), DEADLINE_CHUNK):
+            if parts and time.monotonic() > deadline:
+                raise MlflowException(
+                    f"request stopped after {timeout_s:g} s (serve.request_timeout_s) with {start} of "
+                    f"{len(texts)} texts scored. Send fewer texts per request, or log the model with a higher "
+                    "serve.request_timeout_s.", error_code=DEADLINE_EXCEEDED)
+            parts.append(self.classifier.predict(texts[start : start + DEADLINE_CHUNK]))
+        return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
 mlflow.models.set_model(TextclsModel())

@@ -234,6 +234,7 @@ class RegistryConfig(_Section):
 
 class ServeConfig(_Section):
     max_texts: int = Field(1000, ge=1, description="Most texts in one prediction request; more are refused with HTTP 400 (bounds a request's work).")
+    request_timeout_s: float = Field(20.0, gt=0, description="A prediction request stops with HTTP 504 once it has worked this long (checked every 256 texts); keeps SIGTERM to the server under 30 s.")
 
 
 class TrackingConfig(_Section):
