@@ -150,9 +150,6 @@ def check_environment(prep: Path, scratch: Path) -> dict[str, Any]:
     trn = tt.run_trainer(tt.SETUPS["trainer-grouped"], bert, small, p, cpu, record_losses=True)
     if not (len(eng.losses) == len(trn.losses) == 2 and all(math.isfinite(x) for x in eng.losses + trn.losses)):
         raise RuntimeError(f"tiny CPU runs gave losses {eng.losses} (engine) and {trn.losses} (Trainer)")
-    loaded = sorted({m.split(".")[0] for m in sys.modules} & set(FORBIDDEN))
-    if loaded:
-        raise RuntimeError(f"running the engine imported {loaded}; the device machine does not have them")
     return {"train_texts": len(corpus.train), "val_texts": len(corpus.val), "configs": len(planned),
             "tiny_cpu_losses": {"engine": eng.losses, "trainer": trn.losses}}
 
@@ -235,6 +232,9 @@ def step_oom(ctx: Ctx) -> tuple[str, str, Any]:
     if ctx.rehearse:
         return "SKIPPED", "needs CUDA (memory fraction and torch.OutOfMemoryError)", None
 
+    torch._dynamo.reset()  # drop the throughput step's compiled graphs and CUDA-graph memory pools
+    gc.collect()
+    torch.cuda.empty_cache()
     corpus = ctx.corpus(64 * 6, 128)
     bert, p = ctx.bert("base"), dataclasses.replace(BASE, batch_size=64)
     overrides = {"pad_buckets": [256]}  # every batch 256 wide: the memory need is the same at every step
@@ -253,7 +253,8 @@ def step_oom(ctx: Ctx) -> tuple[str, str, Any]:
     gc.collect()
     torch.cuda.empty_cache()
     total = torch.cuda.get_device_properties(ctx.device).total_memory
-    limit = fixed + 48 * per_row  # 32 rows fit, 64 do not
+    held = torch.cuda.memory_reserved(ctx.device) - torch.cuda.memory_allocated(ctx.device)  # cached blocks the limit also counts
+    limit = held + fixed + 48 * per_row  # 32 rows fit, 64 do not
     torch.cuda.set_per_process_memory_fraction(limit / total, ctx.device)
     try:
         o = tt.run_engine(tt.SETUPS["engine"], bert, corpus, p, ctx.device, defaults=ctx.defaults, overrides=overrides, record_losses=True)

@@ -84,6 +84,7 @@ class Setup:
 SETUPS = {s.name: s for s in [
     Setup("engine", "engine"),
     Setup("engine-compiled", "engine", True, "buckets"),
+    Setup("engine-compiled-b16", "engine", True, "buckets16"),  # 16 widths: less padding, more graphs to compile
     Setup("trainer-padded", "trainer", False, "max_length"),
     Setup("trainer-dynamic", "trainer", False, "longest"),
     Setup("trainer-grouped", "trainer", False, "longest", "group_by_length"),
@@ -180,9 +181,19 @@ def load_folder(folder: Path, max_train: int = 0, max_val: int = 0) -> Corpus:
                   folder / "tokenizer", manifest["max_len"])
 
 
+def quiet_transformers() -> None:
+    """No per-load progress bars or load reports between the benchmark's lines."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
 def save_random_bert(directory: Path, corpus: Corpus, shape: str, seed: int = 0, dropout: float | None = None) -> Path:
     """A randomly initialised BERT of the given shape for the corpus's tokenizer, written with save_pretrained."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    quiet_transformers()
 
     tok = AutoTokenizer.from_pretrained(str(corpus.tokenizer_dir))
     extra = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
@@ -216,7 +227,7 @@ def engine_fields(setup: Setup, p: Params) -> dict[str, Any]:
     return {"epochs": p.epochs, "batch_size": p.batch_size, "lr": p.lr, "warmup_ratio": p.warmup_ratio,
             "weight_decay": p.weight_decay, "max_grad_norm": p.max_grad_norm, "lr_schedule": "linear", "patience": 0,
             "checkpoint_every": 0, "progress": False, "precision": p.precision, "compile": setup.compile,
-            "pad_buckets": BUCKETS if setup.padding == "buckets" else []}
+            "pad_buckets": {"buckets": BUCKETS, "buckets16": list(range(16, 257, 16))}.get(setup.padding, [])}
 
 
 def sync(device: torch.device) -> None:
@@ -289,11 +300,10 @@ def _trainer_class(sequential: bool, record_losses: bool) -> type:
 def run_trainer(setup: Setup, bert: Path, corpus: Corpus, p: Params, device: torch.device, *,
                 train_set: EncodedDataset | None = None, record_losses: bool = False) -> Outcome:
     """Trainer(...) and trainer.train(), timed together; then the shared val accuracy."""
-    import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
-    transformers.logging.set_verbosity_error()
+    quiet_transformers()
     train_set = train_set or corpus.train
     tok = AutoTokenizer.from_pretrained(str(bert))
     train = [{"input_ids": x, "labels": y} for x, y in zip(train_set.ids, train_set.labels)]
