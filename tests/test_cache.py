@@ -102,9 +102,9 @@ def _data_stages(cfg, tmp_path, name: str, cache_dir: str | None = None) -> dict
     tracking = _start_run(cfg, tmp_path / name)
     tracking["cache_dir"] = cache_dir if cache_dir is not None else str(tmp_path / "cache")  # what start_tracking sets
     analysis = analyze_task.fn(cfg.data, cfg.extra_columns(), cfg.run.seed, tracking)
-    cleaning = clean_task.fn(analysis["raw_path"], cfg.clean, tracking)
+    cleaning = clean_task.fn(analysis["raw_path"], cfg.clean, tracking, max_len=cfg.tokenize.max_len)
     split = split_task.fn(cleaning["clean_path"], cfg.split, cfg.run.seed, tracking)
-    encoded = encode_task.fn(split["paths"], cfg.tokenize, tracking)
+    encoded = encode_task.fn(split["paths"], cfg.tokenize, tracking, cfg.clean)
     run = MlflowClient(tracking["tracking_uri"]).get_run(tracking["run_id"])
     return {"tracking": tracking, "cleaning": cleaning, "split": split, "encoded": encoded, "run": run,
             "cache": {s: run.data.tags[f"textcls.cache.{s}"] for s in STAGES}}

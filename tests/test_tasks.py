@@ -37,9 +37,9 @@ def pipeline_outputs(tmp_path, tracking_uri):
     cfg = small_config(tmp_path, tracking_uri)
     tracking = _start_run(cfg, tmp_path)
     analysis = analyze_task.fn(cfg.data, cfg.extra_columns(), cfg.run.seed, tracking)
-    cleaning = clean_task.fn(analysis["raw_path"], cfg.clean, tracking)
+    cleaning = clean_task.fn(analysis["raw_path"], cfg.clean, tracking, max_len=cfg.tokenize.max_len)
     split = split_task.fn(cleaning["clean_path"], cfg.split, cfg.run.seed, tracking)
-    encoded = encode_task.fn(split["paths"], cfg.tokenize, tracking)
+    encoded = encode_task.fn(split["paths"], cfg.tokenize, tracking, cfg.clean)
     trained = train_task.fn(encoded, cfg.model, cfg.train, cfg.tokenize, cfg.clean, cfg.run.seed, tracking)
     # the network is evaluated here; the candidates stage supplies the baseline (its tfidf_lr candidate)
     candidates = candidates_task.fn(split["paths"], trained["model_dir"], cfg.model, cfg.tokenize, cfg.clean,
