@@ -68,6 +68,9 @@ def print_summary(s: dict[str, Any]) -> None:
         worst = sorted(s["stress"]["perturbations"], key=lambda r: -r["flip_rate"])[:3]
         print(f"stress          {s['stress']['n']} texts; highest flip rates "
               + ", ".join(f"{r['perturbation']} {r['flip_rate']:.3f}" for r in worst) + f"  ({s['reports']['stress_html']})")
+    if s.get("relabel"):
+        r = s["relabel"]
+        print(f"relabelled data {r['labels_changed']} labels changed, {r['rows_dropped']} rows dropped since parent {r['parent_path']}")
     print(f"run files       {s['run_dir']}")
     print(f"report          {s['reports']['html']}")
 
@@ -159,8 +162,45 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     model = args.model or f"models:/{cfg.registry.model_name}@champion"
     r = batch_predict(input_path=args.input, output_path=args.output, model_uri=model, text_column=args.text_column,
-                      tracking_uri=cfg.tracking.uri)
+                      tracking_uri=cfg.tracking.uri, monitor=cfg.monitor, experiment=cfg.tracking.experiment)
     print(f"scored {r['rows']} rows with {r['model_uri']} -> {r['output']}  {r['label_counts']}")
+    if r.get("drift"):
+        d = r["drift"]
+        print(f"drift           {'DETECTED: ' + ', '.join(d['drifted']) if d['drift_detected'] else 'none'} ({d['report_path']})")
+    return 0
+
+
+def cmd_relabel(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, [*args.set, f"data.path={args.data}"])
+    _prepare_env(args)
+    from flows.relabel import relabel_apply
+
+    r = relabel_apply(queue_path=args.queue, config=cfg, output_path=args.output or "")
+    print("\n== textcls relabel finished ==")
+    print(f"corrected copy  {r['path']}  ({r['rows_out']} of {r['rows_in']} rows; source {args.data} unchanged)")
+    print(f"changes         {r['relabelled']} relabelled, {r['dropped']} dropped, {r['kept']} kept ({r['undecided']} undecided)")
+    print(f"changelog       {r['changelog_path']}")
+    print(f"MLflow          dataset version {r['sha256'][:16]} (parent {r['parent_sha256'][:16]}), run {r['mlflow_run_id']}")
+    print(f"retrain         textcls run --set data.path={r['path']}")
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, [*args.set, *([f"data.text_column={args.text_column}"] if args.text_column else [])])
+    from textcls_core.drift import read_texts
+
+    read_texts(args.data, cfg.data.text_column, cfg.data.encoding)  # a bad file fails before a server starts
+    _prepare_env(args)
+    from flows.monitor import monitor
+
+    r = monitor(data_path=args.data, model_uri=args.model or "", config=cfg)
+    print(f"\n== textcls monitor: {r['rows']} rows of {args.data} vs the training profile of {r['model_uri']} ==")
+    for c in r["checks"]:
+        value = "n/a" if c["value"] is None else f"{c['value']:.4f}"
+        print(f"{c['check']:<19} {c['statistic']} {value:>8} (threshold {c['threshold']})  {'DRIFT' if c['drift'] else 'ok':<5}  "
+              f"training: {c['reference']} | now: {c['current']}")
+    print(f"drift           {'DETECTED: ' + ', '.join(r['drifted']) + ' (event textcls.drift.detected)' if r['drift_detected'] else 'none'}")
+    print(f"report          {r['report_path']}  MLflow run {r['mlflow_run_id']}")
     return 0
 
 
@@ -207,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
                             ("stress", cmd_stress, "stress-test a registered model on perturbed texts of a labelled file"),
                             ("promote", cmd_promote, "make a registered version the champion, by hand"),
                             ("rollback", cmd_rollback, "give @champion back to the previous champion"),
+                            ("relabel", cmd_relabel, "apply a reviewed relabel queue: a corrected copy of the data"),
+                            ("monitor", cmd_monitor, "compare a new file with a registered version's training data (drift)"),
                             ("check-config", cmd_check_config, "validate a config and print it resolved")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", default="conf/default.yaml" if Path("conf/default.yaml").is_file() else None,
@@ -227,6 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["promote"].add_argument("--reason", required=True, help="why, recorded on the version")
     sub.choices["rollback"].add_argument("--reason", default="rollback", help="why, recorded on the versions")
     sub.choices["evaluate"].add_argument("--data", required=True, metavar="FILE", help="labelled CSV/TSV (columns from data.text_column / data.label_column)")
+    rel = sub.choices["relabel"]
+    rel.add_argument("action", choices=["apply"], help="apply: write the corrected copy and its changelog")
+    rel.add_argument("--queue", required=True, metavar="FILE", help="the reviewed relabel_queue.csv (decision column filled)")
+    rel.add_argument("--data", required=True, metavar="FILE", help="the data file the queue was made from (never modified)")
+    rel.add_argument("--output", metavar="FILE", help="corrected copy (default <data stem>.relabeled<ext> beside it)")
+    mon = sub.choices["monitor"]
+    mon.add_argument("--data", required=True, metavar="FILE", help="new, unlabelled file: .csv, .tsv, .jsonl, .parquet or .xlsx")
+    mon.add_argument("--model", metavar="URI", help="default models:/<registry.model_name>@champion")
+    mon.add_argument("--text-column", help="default data.text_column")
     return parser
 
 

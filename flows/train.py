@@ -11,6 +11,7 @@ from tasks.data import analyze_task, clean_task, split_task
 from tasks.encode import encode_task
 from tasks.encode_pretrained import encode_pretrained_task
 from tasks.evaluate import evaluate_task
+from tasks.monitor import profile_task
 from tasks.package import package_task
 from tasks.runguard import guard_run
 from tasks.summary import summary_task
@@ -51,6 +52,7 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
         model_dir = candidates["model_dir"]  # the best candidate on validation is what is evaluated, gated and shipped
         evaluation = evaluate_task(model_dir, split["paths"], config.evaluate, config.registry.model_name,
                                    config.run.seed, tracking, source_path=config.data.path, candidates=candidates)
+        profile_task(model_dir, split["paths"], config.monitor, config.run.seed, tracking)  # ships in the model folder
         stress = stress_task(model_dir, split["paths"]["test"], config.stress, config.evaluate.batch_size,
                              config.run.seed, tracking)  # before package: registry.max_flip_rate gates on its stress.json
         tags = {"dataset_sha256": split["dataset_sha256"], "mlflow_run_id": tracking["run_id"],

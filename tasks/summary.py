@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from tasks.relabel import relabel_lineage
 from tasks.tracking import client_for
 from tasks.runguard import mark_stage
 from textcls_core.redact import redact_uri
@@ -27,11 +28,27 @@ def summary_markdown(s: dict[str, Any]) -> str:
         f"- files: `{s['run_dir']}`; badcases: `{s['reports']['badcases']}`",
         f"- MLflow UI: `{s['mlflow_ui_command']}`",
     ]
+    if s.get("relabel"):
+        r = s["relabel"]
+        lines.append(f"- data is a relabelled copy: {r['labels_changed']} labels changed, {r['rows_dropped']} rows dropped since its parent `{r['parent_path']}`")
     if s.get("stress"):
         worst = sorted(s["stress"]["perturbations"], key=lambda r: -r["flip_rate"])[:3]
         lines.append(f"- stress ({s['stress']['n']} texts): highest flip rates "
                      + ", ".join(f"{r['perturbation']} {r['flip_rate']:.3f}" for r in worst) + f"; `{s['reports']['stress_html']}`")
     return "\n".join(lines) + "\n"
+
+
+def _relabel_since_parent(tracking: dict[str, Any]) -> dict[str, Any] | None:
+    """When the run's data file is a copy made by `textcls relabel apply`: how many labels changed since its parent
+    (also tagged and logged on the run, so the MLflow UI shows it)."""
+    client = client_for(tracking["tracking_uri"])
+    path = client.get_run(tracking["run_id"]).data.tags.get("textcls.data_path", "")
+    lineage = relabel_lineage(path, tracking["tracking_uri"], tracking["experiment_id"]) if path else None
+    if lineage:
+        client.set_tag(tracking["run_id"], "textcls.data_parent_sha256", lineage["parent_sha256"])
+        client.set_tag(tracking["run_id"], "textcls.data_relabel_run_id", lineage["relabel_run_id"])
+        client.log_metric(tracking["run_id"], "data_labels_changed_since_parent", lineage["labels_changed"])
+    return lineage
 
 
 @task(name="write-summary", cache_policy=NO_CACHE)
@@ -74,6 +91,7 @@ def summary_task(tracking: dict[str, Any], analysis: dict[str, Any], cleaning: d
         summary["stress"] = {"n": stress["n"], "clean": stress["clean"], "perturbations": stress["table"],
                              "seconds": stress["seconds"]}
         summary["reports"]["stress_html"] = stress["html_path"]
+    summary["relabel"] = _relabel_since_parent(tracking)
     text = json.dumps(summary, ensure_ascii=False, indent=2)
     (run_dir / "summary.json").write_text(text, encoding="utf-8")
     if summary_path:

@@ -237,6 +237,22 @@ class ServeConfig(_Section):
     request_timeout_s: float = Field(20.0, gt=0, description="A prediction request stops with HTTP 504 once it has worked this long (checked every 256 texts); keeps SIGTERM to the server under 30 s.")
 
 
+class MonitorConfig(_Section):
+    on_predict: bool = Field(True, description="batch-predict also compares its input with the model's training profile (drift).")
+    length_psi: float = Field(0.2, gt=0, description="Drift threshold: PSI of the text length distribution vs training.")
+    oov_psi: float = Field(0.2, gt=0, description="Drift threshold: PSI of the per-text out-of-vocabulary rate vs the validation split.")
+    traditional_psi: float = Field(0.1, gt=0, description="Drift threshold: PSI of the per-text share of traditional characters.")
+    label_psi: float = Field(0.2, gt=0, description="Drift threshold: PSI of the predicted label distribution vs the training prior.")
+    confidence_ks: float = Field(0.15, gt=0, le=1, description="Drift threshold: KS statistic of prediction confidence vs the validation split.")
+    min_rows: int = Field(50, ge=1, description="Fewer new rows than this: statistics are reported but no drift is declared.")
+    sample_size: int = Field(5000, ge=100, description="Reference values kept in the profile per distribution (for the KS test).")
+
+
+class ServeConfig(_Section):
+    max_texts: int = Field(1000, ge=1, description="Most texts in one prediction request; more are refused with HTTP 400 (bounds a request's work).")
+    request_timeout_s: float = Field(20.0, gt=0, description="A prediction request stops with HTTP 504 once it has worked this long (checked every 256 texts); keeps SIGTERM to the server under 30 s.")
+
+
 class TrackingConfig(_Section):
     uri: str = Field("", description="MLflow tracking URI; empty = sqlite:///<cwd>/mlflow.db.")
     experiment: str = Field("textcls", min_length=1, description="MLflow experiment name.")
@@ -255,6 +271,7 @@ class Config(_Section):
     registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig()
     serve: ServeConfig = ServeConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
     @model_validator(mode="before")
     @classmethod
