@@ -53,7 +53,7 @@ def test_registered_version_carries_the_training_profile(noisy_run):
     assert 0 < profile["oov"]["mean"] < 0.5  # held-out texts do meet unknown words (of a network or of tfidf_lr)
 
 
-def test_monitor_test_split_is_no_drift_traditional_and_news_are(noisy_run, monkeypatch, capsys):
+def test_monitor_test_split_is_no_drift_its_traditional_copy_is(noisy_run, monkeypatch, capsys):
     tmp, uri, _, summary, _ = noisy_run
     test = pd.read_parquet(f"{summary['run_dir']}/data/test.parquet")[["text"]]
     test.to_csv(tmp / "same.csv", index=False)

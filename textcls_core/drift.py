@@ -137,9 +137,8 @@ def compare_with_profile(profile: dict[str, Any], texts: Sequence[str], probs: n
     checks.append(DriftCheck("traditional_script", "psi", v, cfg.traditional_psi, enough and v > cfg.traditional_psi,
                              f"{p['texts_with_traditional']:.1%} of texts", f"{(trad > 0).mean() if len(trad) else 0:.1%} of texts"))
     p = profile.get("oov")
-    if p is None or oov is None:
-        why = "model has no vocabulary" if p is None or oov is None else ""
-        checks.append(DriftCheck("oov_rate", "psi", None, cfg.oov_psi, False, why, why))
+    if p is None or oov is None:  # a model without a vocabulary: reported as not measurable, never as drift
+        checks.append(DriftCheck("oov_rate", "psi", None, cfg.oov_psi, False, "model has no vocabulary", "n/a"))
     else:
         v = psi(p["shares"], histogram(oov, p["edges"]))
         checks.append(DriftCheck("oov_rate", "psi", v, cfg.oov_psi, enough and v > cfg.oov_psi,
