@@ -2,7 +2,7 @@
 today's (100%), both with split.mode=hash, as `textcls run` from the nightly deployment would do them.
 Prints what the promotion gate decided for the second run: rows compared, interval, decision.
 
-    python benchmarks/nightly_gate.py [--epochs 3] [--out /tmp/nightly-gate]
+    python benchmarks/nightly_gate.py [--epochs 2] [--out /tmp/nightly-gate]
 
 The first version becomes champion (no champion yet: floors and the baseline check decide); the second is
 compared with it on today's test rows minus the champion's training texts.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -28,7 +29,9 @@ def run(out: Path, data: Path, name: str, epochs: int) -> dict:
            "--set", f"train.epochs={epochs}", "--set", "train.progress=false", "--set", "evaluate.label_error_folds=0",
            "--set", "evaluate.latency_samples=0", "--set", "stress.enabled=false"]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=out)
+    # each `textcls run` starts Prefect's temporary server; give it time on a busy machine
+    env = dict(os.environ, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "600"))
+    subprocess.run(cmd, check=True, cwd=out, env=env)
     s = json.loads(summary.read_text(encoding="utf-8"))
     s["_seconds"] = time.perf_counter() - t0
     return s
@@ -36,7 +39,7 @@ def run(out: Path, data: Path, name: str, epochs: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--out", default="/tmp/textcls-nightly-gate")
     args = ap.parse_args()
     out = Path(args.out)

@@ -91,6 +91,19 @@ def registry_lock(tracking_uri: str, name: str, lock_uri: str = "", timeout_s: f
         lock.release()
 
 
+def _with_installed_driver(uri: str) -> str:
+    """postgresql://... names no driver; SQLAlchemy's default (psycopg 3) may not be the one installed (psycopg2)."""
+    import importlib.util
+
+    scheme, _, rest = uri.partition("://")
+    if "+" in scheme:
+        return uri
+    for module in ("psycopg", "psycopg2"):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{module}://{rest}"
+    return uri
+
+
 @contextmanager
 def _advisory_lock(uri: str, name: str, timeout_s: float) -> Iterator[None]:
     """pg_advisory_lock on a key derived from the model name, held by one session; the server releases it
@@ -98,7 +111,7 @@ def _advisory_lock(uri: str, name: str, timeout_s: float) -> Iterator[None]:
     import sqlalchemy
 
     key = int.from_bytes(hashlib.sha256(f"textcls-registry:{name}".encode()).digest()[:8], "big", signed=True)
-    engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    engine = sqlalchemy.create_engine(_with_installed_driver(uri), poolclass=sqlalchemy.pool.NullPool)
     try:
         with engine.connect() as conn:
             deadline = time.monotonic() + timeout_s
@@ -158,7 +171,9 @@ def download_model_dir(name: str, version: str, tracking_uri: str, dst: str | Pa
 
 
 def load_model_folder(folder: str | Path):
-    """The classifier saved in a model folder, whatever its kind: network, tfidf_lr or ensemble (same interface)."""
+    """The classifier saved in a model folder, whatever its kind (network, tfidf_lr, ensemble)."""
+    from textcls_core.classifiers import load_classifier
+
     return load_classifier(folder)
 
 

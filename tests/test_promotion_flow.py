@@ -63,3 +63,62 @@ def test_two_flow_runs_register_at_once(tmp_path, prefect_server):
     spec = yaml.safe_load(open("automations/gate_failed.yaml", encoding="utf-8"))
     with get_client(sync_client=True) as prefect:
         assert prefect.create_automation(AutomationCore.model_validate(spec))
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL 15 on loopback (trust auth), run as the postgres user."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    from pathlib import Path
+
+    pgbin = Path("/usr/lib/postgresql/15/bin")
+    if not (pgbin / "initdb").is_file() or shutil.which("runuser") is None:
+        pytest.skip("PostgreSQL 15 binaries or runuser not available")
+    import tempfile
+
+    data = Path(tempfile.mkdtemp(prefix="textcls-pg-"))   # not under pytest's 0700 tmp root: the postgres user must enter it
+    os.chmod(data, 0o777)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run([*as_pg, str(pgbin / "initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust"], check=True,
+                   capture_output=True)
+    subprocess.run([*as_pg, str(pgbin / "pg_ctl"), "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-t", "120",
+                    "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_pg, str(pgbin / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_postgres_advisory_lock_serialises_writers(postgres):
+    from tasks.registry import RegistryLockTimeout, registry_lock
+
+    held, release, order = threading.Event(), threading.Event(), []
+
+    def holder():
+        with registry_lock("http://mlflow:5000", "textcls-pg", lock_uri=postgres) as what:
+            order.append(("a", what))
+            held.set()
+            release.wait(60)
+        order.append(("a", "released"))
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(60)
+    with pytest.raises(RegistryLockTimeout, match="PostgreSQL advisory lock for 'textcls-pg'"):
+        with registry_lock(postgres, "textcls-pg", timeout_s=1):
+            pass
+    with registry_lock(postgres, "another-model", timeout_s=5):   # one lock per model name
+        order.append(("b", "other name"))
+    release.set()
+    with registry_lock(postgres, "textcls-pg", timeout_s=60):
+        order.append(("c", "after release"))
+    t.join(60)
+    assert order[0][1].startswith("postgresql advisory lock") and [o[0] for o in order] == ["a", "b", "a", "c"]
