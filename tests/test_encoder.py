@@ -84,3 +84,13 @@ def test_resume_against_other_data_stops_with_one_message(tmp_path):
         run(fp | {"encoder_sha256": "e" * 64}, epochs=3)
     with pytest.raises(DataError, match=r"train aaaaaaaaaaaa -> ffffffffffff"):
         run(fp | {"train_sha256": "f" * 64}, epochs=3)
+
+
+def test_analysis_reports_original_lengths_and_segments_bounded_texts(tiny_df):
+    from textcls_core.analyze import analyze_dataset
+
+    df = tiny_df.copy()
+    df.loc[0, "text"] = "好" * 1_000_000  # unbounded, jieba's HMM would take hours on this
+    stats = analyze_dataset(df, max_len=16)
+    assert stats["char_length"]["max"] == 1_000_000 and stats["texts_longer_than_model_reads"] == 1
+    assert stats["model_char_limit"] == text_limits(16)[1] and stats["token_length"]["max"] <= text_limits(16)[1]
