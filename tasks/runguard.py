@@ -13,6 +13,7 @@ Tasks call `mark_stage(name, ...)` as their first line; without an active guard 
 from __future__ import annotations
 
 import contextvars
+import json
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil  # noqa: F401  (loaded now for kill_child_processes: a stuck thread may hold the import lock later)
 from mlflow.entities import RunTag
 from prefect.client.orchestration import get_client
 from prefect.states import Cancelled, Failed
@@ -115,6 +117,7 @@ class RunGuard:
 
     def close(self) -> None:
         self.watchdog.stop()
+        self._write_stage_times()
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
@@ -122,6 +125,14 @@ class RunGuard:
             _current.reset(self._token)
         except ValueError:  # closed from another context: clear it there
             _current.set(None)
+
+    def _write_stage_times(self) -> None:
+        """<run>/logs/stage_times.json: seconds per stage in order (ops and benchmarks/soak.py read the slowest)."""
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            (self.log_dir / "stage_times.json").write_text(json.dumps(self.watchdog.stage_times(), indent=1), encoding="utf-8")
+        except OSError:
+            pass
 
     def resume_hint(self) -> str:
         return f"textcls run --resume {self.run_dir}"

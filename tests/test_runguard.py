@@ -82,6 +82,7 @@ def test_watchdog_dumps_every_thread_and_expires_once(tmp_path):
         expiry = dog.check()
         assert expiry is not None and (expiry.stage, expiry.bound_s) == ("evaluate", 12.0)
         assert dog.check() is None and fired == [expiry]  # once
+        assert dog.stage_times() == [{"stage": "start", "seconds": 0.0}, {"stage": "evaluate", "seconds": 12.5}]
         stacks = expiry.stacks_path.read_text()
         assert "_stuck_in_pool_join" in stacks and "test_watchdog_dumps_every_thread" in stacks
     finally:

@@ -13,8 +13,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psutil  # imported up front: the watchdog calls this while another thread may hold the import lock
-
 if TYPE_CHECKING:  # the engine imports this module and must not need pydantic
     from textcls_core.config import Config
 
@@ -72,6 +70,8 @@ def safe_mp_context(preload: list[str] | None = None) -> multiprocessing.context
 def kill_child_processes(pid: int | None = None, timeout_s: float = 3.0) -> list[int]:
     """SIGTERM every descendant of `pid` (default: this process), SIGKILL those still alive after
     timeout_s; returns the pids found. A hung pool worker or torchrun must not outlive its run."""
+    import psutil  # here, not at the top: the training engine imports this module on machines without psutil
+
     try:
         children = psutil.Process(pid or os.getpid()).children(recursive=True)
     except psutil.NoSuchProcess:

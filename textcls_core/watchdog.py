@@ -84,6 +84,7 @@ class Watchdog:
         self._started = clock()
         self._bound = bound_for("start", 0)
         self.expired: Expiry | None = None
+        self._history: list[tuple[str, float]] = [("start", self._started)]
 
     def enter(self, stage: str, rows: int | None = None) -> None:
         """The run moved on to `stage` (rows: the data size it works on, when known; kept for later stages)."""
@@ -91,7 +92,14 @@ class Watchdog:
             if rows:
                 self.rows = rows
             self.stage, self._started = stage, self._clock()
+            self._history.append((stage, self._started))
             self._bound = self._bound_for(stage, self.rows)
+
+    def stage_times(self) -> list[dict[str, float | str]]:
+        """Seconds spent in each stage so far, in order (the last one up to now)."""
+        with self._lock:
+            marks = [*self._history, ("", self._clock())]
+        return [{"stage": s, "seconds": round(t1 - t0, 3)} for (s, t0), (_, t1) in zip(marks[:-1], marks[1:])]
 
     def remaining_s(self) -> float:
         with self._lock:
