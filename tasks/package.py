@@ -38,7 +38,8 @@ PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 CORE_DIR = Path(__file__).resolve().parent.parent / "textcls_core"
 INPUT_EXAMPLE = ["这本书很好看", "质量太差了"]
 # what the pyfunc imports at load time; versions pinned to this environment's
-_REQUIREMENTS = ("torch", "jieba", "pandas", "numpy", "pydantic", "pyyaml", "scikit-learn", "mlflow")
+# psutil: textcls_core.procs (imported by tokenize) reads the CPU quota with it; the fresh-virtualenv test found it missing
+_REQUIREMENTS = ("torch", "jieba", "pandas", "numpy", "pydantic", "pyyaml", "scikit-learn", "mlflow", "psutil")
 
 
 _PRETRAINED_REQUIREMENTS = ("transformers", "tokenizers", "safetensors")
