@@ -111,9 +111,6 @@ def check_environment(prep: Path, scratch: Path) -> dict[str, Any]:
     """Imports, prepared data, tokenizer, configs and one tiny engine + Trainer run on the CPU. Raises on a problem."""
     import transformers
 
-    loaded = sorted({m.split(".")[0] for m in sys.modules} & set(FORBIDDEN))
-    if loaded:
-        raise RuntimeError(f"the GPU path imported {loaded}; the device machine does not have them")
     for name in ("manifest.json", "data.parquet", "train_configs.json", "tokenizer"):
         if not (prep / name).exists():
             raise FileNotFoundError(f"{prep / name} is missing: run `.venv/bin/python benchmarks/gpu_prep.py --out {prep}` on the CPU first")
@@ -140,6 +137,9 @@ def check_environment(prep: Path, scratch: Path) -> dict[str, Any]:
         tt.make_train_config(fields, configs["defaults"])
     for shape in ("base", "small"):
         transformers.BertConfig(**tt.SHAPES[shape])
+    loaded = sorted({m.split(".")[0] for m in sys.modules} & set(FORBIDDEN))
+    if loaded:
+        raise RuntimeError(f"the GPU path imported {loaded}; the device machine does not have them")
     # the engine and the Trainer end to end on 64 texts of the real data with a tiny BERT (this machine's versions)
     small = tt.Corpus(EncodedDataset(corpus.train.ids[:64], corpus.train.labels[:64]),
                       EncodedDataset(corpus.val.ids[:32], corpus.val.labels[:32]), corpus.pad_id, corpus.labels,

@@ -454,8 +454,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-warmup", action="store_true")
     ap.add_argument("--parity", type=int, default=0, metavar="STEPS", help="run the loss-curve parity check instead")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads for both sides (0 = torch's default)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)  # process-wide: the same for both sides
     device = pick_device("auto")
     shape = "tiny" if args.tiny else (args.shape if args.shape != "auto" else ("base" if device.type == "cuda" else "tiny"))
     p = Params(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr or (1e-3 if shape == "tiny" else 5e-5),
@@ -469,7 +472,8 @@ def main() -> None:
         mean_tokens = float(np.mean([len(x) for x in corpus.train.ids]))
         facts: dict[str, Any] = {**environment(device), "shape": shape, "train_texts": len(corpus.train),
                                  "val_texts": len(corpus.val), "mean_tokens": mean_tokens, "max_len": corpus.max_len,
-                                 "batch_size": p.batch_size, "epochs": p.epochs, "lr": p.lr, "precision": p.precision}
+                                 "batch_size": p.batch_size, "epochs": p.epochs, "lr": p.lr, "precision": p.precision,
+                                 "threads": torch.get_num_threads()}
         print(f"{shape} BERT on {facts['device']}, {len(corpus.train)} train / {len(corpus.val)} val texts, mean {mean_tokens:.0f} "
               f"tokens, max_len {corpus.max_len}, batch {p.batch_size}, {p.epochs} epoch(s), lr {p.lr:g}, {p.precision}", flush=True)
         if args.parity:

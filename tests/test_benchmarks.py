@@ -118,28 +118,42 @@ def test_train_throughput_benchmark_runs_on_cpu_with_a_tiny_bert(tmp_path):
     assert "ratio engine / trainer-grouped" in proc.stdout
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the script runs the GPU steps instead of the dry run")
-def test_gpu_check_dry_run_checks_everything_then_stops_without_cuda(tmp_path):
-    prep, out, hide = tmp_path / "prep", tmp_path / "out", tmp_path / "hide.py"
-    hide.write_text(HIDE_PACKAGES)
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A small gpu_prep.py folder (300 texts of the built-in corpus), as the CPU side of the GPU check writes it."""
+    prep = tmp_path_factory.mktemp("gpu") / "prep"
     proc = subprocess.run([sys.executable, "benchmarks/gpu_prep.py", "--out", str(prep), "--rows", "300"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    manifest = json.loads((prep / "manifest.json").read_text())
-    assert manifest["train"] + manifest["val"] == manifest["texts"] > 250 and manifest["vocab_size"] > 100
+    return prep
 
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the script runs the GPU steps instead of the dry run")
+def test_gpu_check_dry_run_checks_everything_then_stops_without_cuda(prepared, tmp_path):
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    assert manifest["train"] + manifest["val"] == manifest["texts"] > 250 and manifest["vocab_size"] > 100
+    out, hide = tmp_path / "out", tmp_path / "hide.py"
+    hide.write_text(HIDE_PACKAGES)
     env = {"PYTHON": f"{sys.executable} {hide}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    run = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run", "--prep", str(prep), "--out", str(out)],
+    run = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run", "--prep", str(prepared), "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     assert "no CUDA device" in run.stdout
     table = (out / "gpu_results.md").read_text()
     assert "| checks | PASS |" in table and "no prefect/mlflow/jieba/snownlp/pydantic imported" in table
 
-    # a folder prepared for other configurations is refused before any device time is spent
-    configs = json.loads((prep / "train_configs.json").read_text())
+
+def test_gpu_check_refuses_a_folder_prepared_for_other_configs(prepared, tmp_path):
+    import shutil
+
+    import gpu_check
+
+    stale = tmp_path / "stale"
+    shutil.copytree(prepared, stale)
+    configs = json.loads((stale / "train_configs.json").read_text())
     configs["planned"]["engine"]["batch_size"] = 7
-    (prep / "train_configs.json").write_text(json.dumps(configs))
-    stale = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run", "--prep", str(prep), "--out", str(out)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-    assert stale.returncode == 1 and "prepare the folder again" in stale.stdout
+    (stale / "train_configs.json").write_text(json.dumps(configs))
+    with pytest.raises(ValueError, match="prepare the folder again"):
+        gpu_check.check_environment(stale, tmp_path / "scratch")
+    with pytest.raises(FileNotFoundError, match="gpu_prep.py"):
+        gpu_check.check_environment(tmp_path / "missing", tmp_path / "scratch")
