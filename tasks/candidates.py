@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.data import segment_splits
 from tasks.runguard import mark_stage, parquet_rows
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_metrics_now
-from textcls_core.candidates import choose_candidate, display_name, plan_candidates, score
+from textcls_core.candidates import choose_candidate, display_name, paired_se, plan_candidates, score
 from textcls_core.classifiers import load_classifier
 from textcls_core.clean import prepare_texts
 from textcls_core.config import CleanConfig, ModelConfig, TokenizeConfig
@@ -38,7 +38,7 @@ def _fit_tfidf(frames: dict[str, pd.DataFrame], y: dict[str, np.ndarray], labels
     base = TfidfSettings(model_cfg.tfidf_char_ngrams, model_cfg.tfidf_word_ngrams, model_cfg.tfidf_min_df, tok_cfg.max_len)
     clf = fit_tfidf_lr(prepared["train"], y["train"], prepared["val"], y["val"], labels, clean_cfg, base,
                        model_cfg.tfidf_features, model_cfg.tfidf_c, select_metric,
-                       words=(words["train"], words["val"]) if words else None)
+                       words=(words["train"], words["val"]) if words else None, prepared=True)
     probs = {name: clf.proba_from_features(clf.features(prepared[name], words[name] if words else None)) for name in ("val", "test")}
     return clf, probs
 
@@ -82,14 +82,16 @@ def candidates_task(split_paths: dict[str, str], network_dir: str | None, model_
     names = {c: display_name(c, model_cfg) for c in probs}
     compared = [c for c in plan.candidates if c in probs]
     rows = {c: {"val": score(y["val"], val_probs[c], labels), "test": score(y["test"], probs[c]["test"], labels)} for c in probs}
-    chosen, reason = choose_candidate({c: rows[c]["val"] for c in compared}, select_metric, names)
+    best = max(compared, key=lambda c: rows[c]["val"][select_metric.removeprefix("val_")])
+    se = {c: paired_se(y["val"], val_probs[best], val_probs[c], select_metric, seed=seed) for c in compared if c != best}
+    chosen, reason = choose_candidate({c: rows[c]["val"] for c in compared}, select_metric, names, se)
     if "ensemble" in rows:
         rows["ensemble"]["val_note"] = "cross-fitted: each half of validation scored with the weight fit on the other half"
     table = [{"candidate": c, "name": names[c], "chosen": c == chosen, "compared": c in compared, "model_dir": dirs[c],
               **{f"val_{k}": rows[c]["val"][k] for k in ("accuracy", "macro_f1", "log_loss", "roc_auc")},
               **{f"test_{k}": rows[c]["test"][k] for k in ("accuracy", "macro_f1", "log_loss", "roc_auc")}} for c in probs]
     report = {"chosen": chosen, "chosen_name": names[chosen], "reason": reason, "select_metric": select_metric,
-              "notes": plan.notes, "table": table, "details": facts}
+              "notes": plan.notes, "table": table, "details": facts, "standard_errors": se}
     path = run_dir / "reports" / "candidates.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=float), encoding="utf-8")

@@ -9,7 +9,7 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from tests.conftest import NEG, POS
-from textcls_core.candidates import choose_candidate, plan_candidates
+from textcls_core.candidates import choose_candidate, paired_se, plan_candidates
 from textcls_core.classifiers import load_classifier, model_kind, proba_and_oov
 from textcls_core.clean import prepare_texts
 from textcls_core.config import CleanConfig, ModelConfig, build_config
@@ -148,6 +148,28 @@ def test_choose_candidate_best_on_validation_ties_to_simpler():
     val["ensemble"]["accuracy"] = 0.87
     assert choose_candidate(val, "val_accuracy")[0] == "ensemble"
     assert choose_candidate({"model": {"macro_f1": 0.5}}, "val_macro_f1") == ("model", "model has the best validation macro_f1, 0.5000 (the only candidate)")
+
+
+def test_one_standard_error_rule_ships_the_simpler_model_when_the_lead_is_noise():
+    val = {"model": {"accuracy": 0.821}, "tfidf_lr": {"accuracy": 0.795}, "ensemble": {"accuracy": 0.795}}
+    name, reason = choose_candidate(val, "val_accuracy", {"model": "textcnn"}, {"tfidf_lr": 0.045, "ensemble": 0.045})
+    assert name == "tfidf_lr" and "within one standard error (0.0450) of the best, textcnn 0.8210" in reason
+    val = {"model": {"accuracy": 0.86}, "tfidf_lr": {"accuracy": 0.868}, "ensemble": {"accuracy": 0.885}}
+    name, reason = choose_candidate(val, "val_accuracy", None, {"tfidf_lr": 0.005, "model": 0.007})
+    assert name == "ensemble" and "more than one standard error (0.0050)" in reason
+
+
+def test_paired_se():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    a = np.eye(2)[np.where(rng.random(400) < 0.85, y, 1 - y)]
+    b = a.copy()
+    assert paired_se(y, a, b, "val_accuracy") == 0.0  # identical predictions: no noise in the difference
+    flip = rng.random(400) < 0.2
+    b[flip] = 1 - b[flip]
+    d = (a.argmax(1) == y).astype(float) - (b.argmax(1) == y).astype(float)
+    assert paired_se(y, a, b, "val_accuracy") == pytest.approx(d.std(ddof=1) / 20)
+    assert 0.5 * d.std(ddof=1) / 20 < paired_se(y, a, b, "val_macro_f1", seed=1) < 2 * d.std(ddof=1) / 20
 
 
 def test_plan_candidates():

@@ -198,11 +198,12 @@ def new_probe(labels: list[str], clean_cfg: CleanConfig, settings: TfidfSettings
 def fit_tfidf_lr(train_texts: Sequence[object], y_train: Sequence[int], val_texts: Sequence[object], y_val: Sequence[int],
                  labels: list[str], clean_cfg: CleanConfig, base: TfidfSettings, feature_sets: Sequence[str],
                  c_values: Sequence[float], select_metric: str = "val_accuracy",
-                 words: tuple[list[list[str]], list[list[str]]] | None = None) -> TfidfClassifier:
+                 words: tuple[list[list[str]], list[list[str]]] | None = None, prepared: bool = False) -> TfidfClassifier:
     """Fit every (feature set, C) on train, keep the best on validation (`select_metric`; ties: the earlier one).
 
     Texts are RAW. `words`: the jieba words of the prepared train and val texts when the caller has them (the encode
-    stage's cached segmentation), else they are segmented here. The vocabularies are fitted once on train; a feature
+    stage's cached segmentation), else they are segmented here; prepared=True: the texts already went through
+    prepare_texts with these settings (it is a fixpoint, so this only saves the second pass). The vocabularies are fitted once on train; a feature
     set is a subset of the l2-normalised blocks, so trying several costs only the regressions. Each C warm-starts
     from the previous one's weights (same optimum, fewer steps).
     """
@@ -210,8 +211,9 @@ def fit_tfidf_lr(train_texts: Sequence[object], y_train: Sequence[int], val_text
     needed = sorted({b for fs in feature_sets for b in fs.split("+")})
     probe = new_probe(labels, clean_cfg, TfidfSettings(**{**base.__dict__, "features": "+".join(needed)}))
     w_train, w_val = words if words is not None else (None, None)
-    grams_train = probe.grams(probe.prepare(train_texts), w_train)
-    grams_val = probe.grams(probe.prepare(val_texts), w_val)
+    prep = (lambda t: list(t)) if prepared else probe.prepare
+    grams_train = probe.grams(prep(train_texts), w_train)
+    grams_val = probe.grams(prep(val_texts), w_val)
     fitted = {b: _fit_block(grams_train[b], base.min_df) for b in needed}
     blocks, x_train = {b: f[0] for b, f in fitted.items()}, {b: f[1] for b, f in fitted.items()}
     x_val = {b: blocks[b].transform(grams_val[b]) for b in needed}
