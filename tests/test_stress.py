@@ -195,3 +195,11 @@ def test_bad_stress_config_is_one_clear_message(override, needle):
     with pytest.raises(ConfigError) as e:
         build_config({}, [override])
     assert needle in str(e.value)
+
+
+def test_rows_come_back_in_input_order_although_scored_by_length():
+    clf = KeywordClassifier()
+    texts = ["很好很好很好，推荐", "差", "精彩", "太差了，发货慢，后悔"]
+    r = run_stress(clf, texts, ["positive", "negative", "positive", "negative"], StressConfig(perturbations=["one_char"]), 0)
+    assert [len(t) for t in clf.calls[0]] == sorted(len(t) for t in texts)  # sent shortest first
+    assert r.clean["accuracy"] == 1.0  # ... and every row's probabilities went back to its own label

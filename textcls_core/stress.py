@@ -269,6 +269,19 @@ def sample_rows(frame: pd.DataFrame, max_texts: int, seed: int) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def _predict_by_length(clf: ProbaClassifier, texts: list[str], batch_size: int) -> np.ndarray:
+    """predict_proba with the texts sent shortest first (batches pad to their longest), rows back in input order.
+
+    Perturbations change lengths (empty, very_long, truncation), so unsorted batches would pad short texts to
+    2,000-character neighbours; sorting cuts the padded work without changing any row's result.
+    """
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    probs = clf.predict_proba([texts[i] for i in order], batch_size)
+    out = np.empty_like(probs)
+    out[order] = probs
+    return out
+
+
 def run_stress(clf: ProbaClassifier, texts: Sequence[str], labels: Sequence[str], cfg: StressConfig, seed: int,
                batch_size: int = 256) -> StressResult:
     """Predict the texts and every perturbation of them; accuracy/F1 vs unperturbed, flips, confidence change."""
@@ -276,7 +289,7 @@ def run_stress(clf: ProbaClassifier, texts: Sequence[str], labels: Sequence[str]
     ids = {name: i for i, name in enumerate(clf.labels)}
     y = np.array([ids.get(str(lab), -1) for lab in labels])
     texts = [str(t) for t in texts]
-    base = clf.predict_proba(texts, batch_size)
+    base = _predict_by_length(clf, texts, batch_size)
     base_pred = base.argmax(axis=1)
     rows_idx = np.arange(len(texts))
     base_conf = base[rows_idx, base_pred]
@@ -284,7 +297,7 @@ def run_stress(clf: ProbaClassifier, texts: Sequence[str], labels: Sequence[str]
     rows, examples = [], []
     for name in names:
         perturbed = perturb_texts(texts, name, cfg, seed)
-        probs = clf.predict_proba(perturbed, batch_size)
+        probs = _predict_by_length(clf, perturbed, batch_size)
         pred = probs.argmax(axis=1)
         acc, f1 = _scores(y, pred, len(clf.labels))
         flipped = pred != base_pred
