@@ -55,7 +55,7 @@ def bench_jieba(texts: list[str]) -> dict[str, float]:
 
 def bench_loader(rows: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
-    ids = [list(rng.integers(2, 5000, rng.integers(5, 120))) for _ in range(rows)]
+    ids = [rng.integers(2, 5000, rng.integers(5, 120)).tolist() for _ in range(rows)]  # Python ints, as fit.py loads them
     ds = EncodedDataset(ids, [int(i % 2) for i in range(rows)])
     collate = partial(collate_batch, max_len=256)
 

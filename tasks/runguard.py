@@ -159,6 +159,7 @@ class RunGuard:
         backstop.daemon = True
         backstop.start()
         self.watchdog.stop()
+        self._write_stage_times()
         marked = _with_timeout(lambda: self._mark_mlflow(status, message, tags), _CALL_TIMEOUT_S)
         if self.tracking.get("prefect_flow_run_id"):
             _with_timeout(lambda: self._mark_prefect(status, message), _CALL_TIMEOUT_S)

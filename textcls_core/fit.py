@@ -62,7 +62,9 @@ class FitSpec:
 def load_encoded(path: str | Path) -> EncodedDataset:
     """An encoded split (row_id, ids, label_id) as a Dataset."""
     enc = pd.read_parquet(path)
-    return EncodedDataset([list(x) for x in enc["ids"]], enc["label_id"].astype(int).tolist())
+    # Python ints, not numpy scalars: DataLoader workers started from a fork server get the dataset pickled, and
+    # lists of numpy scalars pickle ~150x slower (benchmarks/pool_start_methods.py)
+    return EncodedDataset([x.tolist() for x in enc["ids"]], enc["label_id"].astype(int).tolist())
 
 
 def prepare_model(spec: FitSpec) -> tuple[nn.Module, Any]:
