@@ -54,17 +54,26 @@ def finish_run(proc: subprocess.Popen, summary: Path, started: float, limit_s: f
         rc = proc.wait(timeout=max(1.0, limit_s - (time.monotonic() - started)))
         kind = EXIT_KINDS.get(rc, f"crash (exit {rc})")
     except subprocess.TimeoutExpired:
-        for child in psutil.Process(proc.pid).children(recursive=True):
-            child.kill()
-        proc.kill()
-        proc.wait()
-        rc, kind = None, "HANG (killed at --run-timeout)"
+        # past the limit: stop it the way an operator would (SIGTERM: the run's guard marks it KILLED and writes
+        # its stage times), and only if that does not end it within 30 s is it a hang
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+            rc, kind = proc.returncode, "over --run-timeout, stopped cleanly by SIGTERM"
+        except subprocess.TimeoutExpired:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
+            proc.kill()
+            proc.wait()
+            rc, kind = None, "HANG (SIGTERM did not end it; killed)"
     out = {"rc": rc, "kind": kind, "seconds": round(time.monotonic() - started, 1)}
+    run_dirs = sorted((summary.parent / "runs").glob("*/logs/stage_times.json"), key=lambda p: p.stat().st_mtime)
     if summary.is_file():
         s = json.loads(summary.read_text(encoding="utf-8"))
-        stages = Path(s["run_dir"]) / "logs" / "stage_times.json"
         out["accuracy"] = s["metrics"]["test_accuracy"]
-        out["stages"] = json.loads(stages.read_text(encoding="utf-8")) if stages.is_file() else []
+        run_dirs = [Path(s["run_dir"]) / "logs" / "stage_times.json"]
+    if run_dirs and run_dirs[-1].is_file():  # the newest run folder's stage times (this run's, when runs are sequential)
+        out["stages"] = json.loads(run_dirs[-1].read_text(encoding="utf-8"))
     return out
 
 
