@@ -35,20 +35,19 @@ def _word_model(tmp_path: Path) -> TextClassifier:
     return TextClassifier(build_model(mcfg, len(itos), 2), encoder, ["negative", "positive"], mcfg)
 
 
-@pytest.mark.slow
-def test_fresh_virtualenv_loads_and_predicts_from_the_model_requirements(tmp_path):
+def _fresh_venv_predict(clf: TextClassifier, tmp_path: Path, texts: list, pretrained: bool, t2s: bool) -> tuple[list[dict], float, float]:
+    """Log clf as package_task does, install only its requirements.txt into a new virtualenv, predict there."""
     import mlflow
 
-    clf = _word_model(tmp_path)
     model_dir = clf.save(tmp_path / "model_dir")
     logged = tmp_path / "pyfunc"
     mlflow.pyfunc.save_model(str(logged), python_model=str(PYFUNC_FILE), artifacts={"model_dir": str(model_dir)},
                              code_paths=[str(CORE_DIR)], input_example=INPUT_EXAMPLE, model_config={"max_texts": 10},
-                             pip_requirements=pip_requirements(pretrained=False, t2s=True))
+                             pip_requirements=pip_requirements(pretrained=pretrained, t2s=t2s))
     reqs = (logged / "requirements.txt").read_text().split()
     torch_pin = next(r for r in reqs if r.startswith("torch=="))
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)  # no --system-site-packages
     py = str(venv / "bin" / "python")
     t0 = time.perf_counter()
     # torch first from its pin: pip then takes the CPU wheel on local disk instead of resolving a CUDA build
@@ -56,17 +55,37 @@ def test_fresh_virtualenv_loads_and_predicts_from_the_model_requirements(tmp_pat
         done = subprocess.run([py, "-m", "pip", *args], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-3000:]
     install_s = time.perf_counter() - t0
-    texts = ["這本書質量很好", "质量很差", None]
     script = ("import json, sys, time, mlflow; t = time.perf_counter(); m = mlflow.pyfunc.load_model(sys.argv[1]); "
               "out = m.predict(json.loads(sys.argv[2])); "
               "print(json.dumps({'s': time.perf_counter() - t, 'rows': out.to_dict(orient='records')}))")
     done = subprocess.run([py, "-c", script, str(logged), json.dumps(texts)], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    fresh = result["rows"]
-    local = clf.predict(["這本書質量很好", "质量很差", ""])
+    return result["rows"], install_s, result["s"]
+
+
+@pytest.mark.slow
+def test_fresh_virtualenv_loads_and_predicts_from_the_model_requirements(tmp_path):
+    clf = _word_model(tmp_path)
+    fresh, install_s, predict_s = _fresh_venv_predict(clf, tmp_path, ["這本書質量很好", "质量很差"], pretrained=False, t2s=True)
+    local = clf.predict(["這本書質量很好", "质量很差"])
     assert [r["label"] for r in fresh] == local["label"].tolist()
     assert [r["prob_positive"] for r in fresh] == pytest.approx(local["prob_positive"].tolist(), abs=1e-6)
     # t2s really ran in the fresh environment: the traditional text scores as its simplified form
     assert fresh[0]["prob_positive"] == pytest.approx(float(clf.predict(["这本书质量很好"])["prob_positive"][0]), abs=1e-6)
-    print(f"\nfresh virtualenv: install {install_s:.0f} s, load + predict {result['s']:.1f} s")
+    print(f"\nfresh virtualenv (word model, t2s): install {install_s:.0f} s, load + predict {predict_s:.1f} s")
+
+
+@pytest.mark.slow
+def test_fresh_virtualenv_runs_a_transformer_model(tmp_path, tiny_bert):
+    from textcls_core.encoders import PretrainedEncoder, load_tokenizer
+    from textcls_core.models import load_pretrained_model
+
+    labels = ["negative", "positive"]
+    encoder = TextEncoder(CleanConfig(), PretrainedEncoder(load_tokenizer(tiny_bert), 32))
+    mcfg = ModelConfig(name="transformer", pretrained=str(tiny_bert))
+    clf = TextClassifier(load_pretrained_model(tiny_bert, 2, labels, encoder.pad_id), encoder, labels, mcfg)
+    texts = ["质量很好", "太差了"]
+    fresh, install_s, predict_s = _fresh_venv_predict(clf, tmp_path, texts, pretrained=True, t2s=False)
+    assert [r["prob_positive"] for r in fresh] == pytest.approx(clf.predict(texts)["prob_positive"].tolist(), abs=1e-5)
+    print(f"\nfresh virtualenv (transformer): install {install_s:.0f} s, load + predict {predict_s:.1f} s")
