@@ -133,13 +133,13 @@ def check_environment(prep: Path, scratch: Path) -> dict[str, Any]:
     planned = json.loads(json.dumps(planned_engine_fields()))
     if configs["planned"] != planned:
         raise ValueError("train_configs.json was written for other configurations than this script uses: prepare the folder again")
+    loaded = sorted({m.split(".")[0] for m in sys.modules} & set(FORBIDDEN))
+    if loaded:  # checked before make_train_config, which uses the real schema where pydantic is installed
+        raise RuntimeError(f"the GPU path imported {loaded}; the device machine does not have them")
     for name, fields in planned.items():
         tt.make_train_config(fields, configs["defaults"])
     for shape in ("base", "small"):
         transformers.BertConfig(**tt.SHAPES[shape])
-    loaded = sorted({m.split(".")[0] for m in sys.modules} & set(FORBIDDEN))
-    if loaded:
-        raise RuntimeError(f"the GPU path imported {loaded}; the device machine does not have them")
     # the engine and the Trainer end to end on 64 texts of the real data with a tiny BERT (this machine's versions)
     small = tt.Corpus(EncodedDataset(corpus.train.ids[:64], corpus.train.labels[:64]),
                       EncodedDataset(corpus.val.ids[:32], corpus.val.labels[:32]), corpus.pad_id, corpus.labels,
