@@ -52,12 +52,13 @@ def test_tfidf_picks_settings_on_validation_and_round_trips(tfidf, tmp_path):
     tr, ytr, va, yva = _data()
     tried = tfidf.search
     assert len(tried) == 9 and {r["features"] for r in tried} == {"char+word", "char", "word"}
-    best = max(r["val_accuracy"] for r in tried)
-    first_best = next(r for r in tried if r["val_accuracy"] == best)  # ties: the earlier setting
-    assert (tfidf.settings.features, tfidf.settings.c) == (first_best["features"], first_best["c"])
+    chosen = next(r for r in tried if (r["features"], r["c"]) == (tfidf.settings.features, tfidf.settings.c))
+    default = tried[1]  # first feature set, middle C: kept unless beaten by more than one standard error
+    assert (default["features"], default["c"]) == ("char+word", 4.0)
+    assert chosen is default or chosen["val_accuracy"] == max(r["val_accuracy"] for r in tried) > default["val_accuracy"]
     probs = tfidf.predict_proba(va)
     assert probs.shape == (8, 2) and np.allclose(probs.sum(axis=1), 1)
-    assert float((probs.argmax(axis=1) == yva).mean()) == pytest.approx(best)
+    assert float((probs.argmax(axis=1) == yva).mean()) == pytest.approx(chosen["val_accuracy"])
     tfidf.save(tmp_path / "m")
     assert model_kind(tmp_path / "m") == "tfidf_lr"
     loaded = load_classifier(tmp_path / "m")
@@ -75,6 +76,22 @@ def test_tfidf_cleans_raw_text_like_the_networks(tfidf):
     probs, oov = tfidf.predict_proba_oov(["质量很好", "完全陌生的词汇组合"])
     np.testing.assert_allclose(probs, tfidf.predict_proba(["质量很好", "完全陌生的词汇组合"]))
     assert oov[0] < oov[1]
+
+
+def test_tfidf_default_setting_stays_unless_clearly_beaten():
+    """Only a lead of more than one paired standard error on validation replaces the default (first set, middle C)."""
+    rng = np.random.default_rng(0)
+    words = ["好", "棒", "赞", "差", "烂", "坏"]
+    y = (np.arange(200) % 5 == 0).astype(int)  # 20% positive
+    texts = ["".join(rng.choice(words[:3] if label else words[3:], 3)) + "".join(rng.choice(list("的了是在"), 4)) for label in y]
+    # char n-grams separate the classes; a tiny C predicts the majority class only (0.8 accuracy), far below the others
+    clf = fit_tfidf_lr(texts[:150], y[:150], texts[150:], y[150:], LABELS, CleanConfig(), TfidfSettings(min_df=1), ["char"],
+                       [1.0, 1e-4, 100.0])
+    assert next(r for r in clf.search if r["c"] == 1e-4)["val_accuracy"] == 0.8 and clf.settings.c != 1e-4
+    # and a default as good as the rest stays
+    clf = fit_tfidf_lr(texts[:150], y[:150], texts[150:], y[150:], LABELS, CleanConfig(), TfidfSettings(min_df=1), ["char"],
+                       [1.0, 10.0, 100.0])
+    assert clf.settings.c == 10.0
 
 
 def test_tfidf_multiclass_and_class_missing_from_train():

@@ -24,8 +24,8 @@ if TYPE_CHECKING:  # annotations only: the engine runs without pydantic (benchma
 
 def _small_embedding(vocab_size: int, embed_dim: int, std: float) -> nn.Embedding:
     # torch's default N(0, 1) makes every rare word a large random feature; a small init lets the
-    # words that training sees often dominate. Defaults are compared on the validation split only, never on
-    # test (benchmarks/candidates.py prints val beside test; benchmarks/RESULTS.md, "Embedding init").
+    # words that training sees often dominate. A reasoned default, not one picked on the test split: compare
+    # values on validation only (benchmarks/candidates.py --set model.embed_init_std=... prints val beside test).
     emb = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
     with torch.no_grad():
         emb.weight.normal_(0.0, std)
