@@ -332,7 +332,7 @@ def step_parity(ctx: Ctx) -> tuple[str, str, Any]:
     par = tt.loss_parity(ctx.bert("base", dropout=0.0), corpus, ctx.p(BASE), ctx.device, steps, ctx.defaults)
     smooth = next(v for k, v in par.items() if k.endswith("_step_mean"))
     ok = smooth <= PARITY_TOLERANCE
-    return ("PASS" if ok else "FAIL"), (f"{par['steps']} steps, bf16: 20-step mean losses differ by at most {smooth:.4f} "
+    return ("PASS" if ok else "FAIL"), (f"{par['steps']} steps, {ctx.p(BASE).precision}: 20-step mean losses differ by at most {smooth:.4f} "
                                         f"(tolerance {PARITY_TOLERANCE}); per step max {par['max_abs_diff']:.4f}, mean "
                                         f"{par['mean_abs_diff']:.4f}; val acc engine {par['engine_val_accuracy']:.4f}, "
                                         f"Trainer {par['trainer_val_accuracy']:.4f}"), par

@@ -279,7 +279,7 @@ class Config(_Section):
         """TEXTCLS_<SECTION>__<KEY> variables fill the keys the YAML / --set / flow parameters leave out."""
         from textcls_core.settings import fill_from_env
 
-        return fill_from_env(data, {name: set(f.annotation.model_fields) for name, f in cls.model_fields.items()})
+        return fill_from_env(data, {name: set(getattr(f.annotation, "model_fields", {})) for name, f in cls.model_fields.items()})
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> "Config":
