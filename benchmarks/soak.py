@@ -109,7 +109,8 @@ def _requests(max_texts: int) -> dict[str, bytes]:
 
 def serve_phase(work: Path, minutes: float, max_texts: int) -> dict:
     port = _free_port()
-    env = {**_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
+    env = {**_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # --env-manager local runs uvicorn from PATH
     cmd = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", "models:/textcls-soak@champion",
            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
     server = subprocess.Popen(cmd, cwd=work, env=env, stdout=open(work / "serve.log", "w"), stderr=subprocess.STDOUT)

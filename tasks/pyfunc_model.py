@@ -21,7 +21,7 @@ DEFAULT_MAX_TEXTS = 1000  # serve.max_texts's default, for models logged without
 
 
 class TextclsModel(PythonModel):
-DEFAULT_REQUEST_TIMEOUT_S = 20.0  # serve.request_timeout_s's default, likewise
+DEFAULT_REQUEST_TIMEOUT_S = 10.0  # serve.request_timeout_s's default, likewise
 DEADLINE_CHUNK = 256  # texts scored between deadline checks: the classifier's own batch, so results are unchanged
     def load_context(self, context) -> None:
         from textcls_core.classifiers import load_classifier  # network, tfidf_lr or ensemble folder, by model.json's kind

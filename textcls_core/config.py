@@ -232,11 +232,6 @@ class RegistryConfig(_Section):
     max_flip_rate: dict[str, float] = Field({}, description="Gate: {perturbation or default: highest stress flip rate}; {} = off.")
 
 
-class ServeConfig(_Section):
-    max_texts: int = Field(1000, ge=1, description="Most texts in one prediction request; more are refused with HTTP 400 (bounds a request's work).")
-    request_timeout_s: float = Field(20.0, gt=0, description="A prediction request stops with HTTP 504 once it has worked this long (checked every 256 texts); keeps SIGTERM to the server under 30 s.")
-
-
 class MonitorConfig(_Section):
     on_predict: bool = Field(True, description="batch-predict also compares its input with the model's training profile (drift).")
     length_psi: float = Field(0.2, gt=0, description="Drift threshold: PSI of the text length distribution vs training.")
@@ -250,7 +245,7 @@ class MonitorConfig(_Section):
 
 class ServeConfig(_Section):
     max_texts: int = Field(1000, ge=1, description="Most texts in one prediction request; more are refused with HTTP 400 (bounds a request's work).")
-    request_timeout_s: float = Field(20.0, gt=0, description="A prediction request stops with HTTP 504 once it has worked this long (checked every 256 texts); keeps SIGTERM to the server under 30 s.")
+    request_timeout_s: float = Field(10.0, gt=0, description="A prediction request stops with HTTP 504 once it has worked this long (checked every 256 texts); keeps SIGTERM to the server under 30 s.")
 
 
 class TrackingConfig(_Section):
