@@ -76,3 +76,25 @@ def test_stress_cli_rejects_bad_names_before_work(tmp_path, capsys):
                  "--set", "stress.rate=2"])
     err = capsys.readouterr().err
     assert code == 2 and "unknown perturbation ['homofone']" in err and "stress.rate = 2" in err
+
+
+@pytest.mark.slow
+def test_served_model_answers_bad_requests_with_4xx_or_a_full_answer(gated_run, tmp_path, monkeypatch):
+    """benchmarks/serve_load.py against the real `mlflow models serve` of the registered version, briefly."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import serve_load
+
+    _, uri, _ = gated_run
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "load.json"
+    code = serve_load.main(["--model", "models:/textcls-test/1", "--tracking-uri", uri, "--concurrency", "2",
+                            "--seconds", "3", "--json", str(out)])
+    result = json.loads(out.read_text(encoding="utf-8"))
+    statuses = {r["request"]: r["status"] for r in result["bad_requests"]}
+    assert all(400 <= statuses[k] < 500 for k in ("malformed JSON", "null", "wrong field name", "not JSON (plain text)")), statuses
+    assert all(r["acceptable"] for r in result["bad_requests"]), statuses
+    assert result["levels"][0]["ok"] > 0 and not any(k.startswith("5") for k in result["background"]["statuses"])
+    assert result["batch"]["batch_status"] == 200 and code == 0
