@@ -12,26 +12,29 @@ null as an empty text and a number as its string form.
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import mlflow
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import DEADLINE_EXCEEDED
 from mlflow.pyfunc import PythonModel
 
 DEFAULT_MAX_TEXTS = 1000  # serve.max_texts's default, for models logged without a model_config
+DEFAULT_REQUEST_TIMEOUT_S = 10.0  # serve.request_timeout_s's default, likewise
+DEADLINE_CHUNK = 256  # texts scored between deadline checks: the classifier's own batch, so results are unchanged
 
 
 class TextclsModel(PythonModel):
-DEFAULT_REQUEST_TIMEOUT_S = 10.0  # serve.request_timeout_s's default, likewise
-DEADLINE_CHUNK = 256  # texts scored between deadline checks: the classifier's own batch, so results are unchanged
     def load_context(self, context) -> None:
         from textcls_core.classifiers import load_classifier  # network, tfidf_lr or ensemble folder, by model.json's kind
 
         self.classifier = load_classifier(context.artifacts["model_dir"])
         self.max_texts = int((getattr(context, "model_config", None) or {}).get("max_texts", DEFAULT_MAX_TEXTS))
+        self.request_timeout_s = float((getattr(context, "model_config", None) or {}).get("request_timeout_s", DEFAULT_REQUEST_TIMEOUT_S))
 
     def predict(self, context, model_input: list[str], params=None) -> pd.DataFrame:
         from textcls_core.clean import as_text
-        self.request_timeout_s = float((getattr(context, "model_config", None) or {}).get("request_timeout_s", DEFAULT_REQUEST_TIMEOUT_S))
 
         texts = model_input[model_input.columns[0]].tolist() if isinstance(model_input, pd.DataFrame) else list(model_input)
         if len(texts) > self.max_texts:  # MLflow answers INVALID_PARAMETER_VALUE with HTTP 400
