@@ -84,6 +84,11 @@ def _prepare_env(args: argparse.Namespace) -> None:
         _quiet_prefect_user_errors()
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    os.write(2, b"textcls: stopped by SIGTERM before the run started or after it ended\n")
+    os._exit(128 + signum)  # not sys.exit: Prefect's temporary server may be draining queues and hang the exit
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)  # fails before any work on a bad key or value
     resume_run_id = None
@@ -94,11 +99,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         cfg, resume_run_id = resolve_resume(args.resume, resolve_tracking_uri(cfg.tracking.uri))
     d = cfg.data
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    os.write(2, b"textcls: stopped by SIGTERM before the run started or after it ended\n")
-    os._exit(128 + signum)  # not sys.exit: Prefect's temporary server may be draining queues and hang the exit
-
-
     check_dataset_source(d.path, d.text_column, d.label_column, d.encoding, cfg.extra_columns())  # before a server or run starts
     check_gate_files(cfg.registry.eval_set, cfg.registry.regression_set, d.text_column, d.label_column, d.encoding)
     if cfg.model.name == "transformer":
@@ -106,6 +106,9 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     _prepare_env(args)
     from flows.train import train_text_classifier
 
+    # SIGTERM outside the run's stages ends quietly; from its MLflow run on, the run's guard (tasks/runguard.py)
+    # takes over: marks the run KILLED, keeps the checkpoint and prints how to resume
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     summary = train_text_classifier(config=cfg, summary_path=args.summary, resume_run_id=resume_run_id)
     print_summary(summary)
     if args.summary:
@@ -116,9 +119,6 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, [*args.set, f"data.path={args.data}"])
     d = cfg.data
-    # SIGTERM outside the run's stages ends quietly; from its MLflow run on, the run's guard (tasks/runguard.py)
-    # takes over: marks the run KILLED, keeps the checkpoint and prints how to resume
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     check_dataset_source(d.path, d.text_column, d.label_column, d.encoding, d.metadata_columns)
     _prepare_env(args)
     from flows.evaluate import evaluate_text_classifier
