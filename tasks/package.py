@@ -25,6 +25,7 @@ from prefect.runtime import flow_run
 from tasks.events import GATE_FAILED, REGISTERED, emit_model_event
 from tasks.registry import (append_log, current_champion, load_model_folder, load_version, registry_lock, set_champion,
                             version_for_run)
+from tasks.runguard import mark_stage
 from tasks.tracking import client_for, get_run_logger, log_metrics_now
 from textcls_core.config import Config
 from textcls_core.data import read_dataset
@@ -125,6 +126,7 @@ def package_task(model_dir: str, metrics: dict[str, float], per_class: dict[str,
     split_paths: the run's train/val/test Parquet files: train+val make the version's training fingerprint, the
     test split is where candidate and champion are compared (unless registry.eval_set is set).
     """
+    mark_stage("package")  # watchdog: this stage's time bound starts now
     log = get_run_logger()
     uri, run_id = tracking["tracking_uri"], tracking["run_id"]
     client = client_for(uri)
