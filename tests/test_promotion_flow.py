@@ -18,9 +18,10 @@ from tests.conftest import small_config
 @pytest.mark.slow
 def test_two_flow_runs_register_at_once(tmp_path, prefect_server):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    common = ["split.mode=hash", "registry.min_shared_rows=50", "registry.model_name=textcls-race",
+    # model.candidates=[model]: the network itself ships (else both runs may ship the same tfidf_lr and tie)
+    common = ["split.mode=hash", "registry.min_shared_rows=50", "registry.model_name=textcls-race", "model.candidates=[model]",
               "registry.baseline_check=false", "stress.enabled=false", "evaluate.label_error_folds=0"]
-    configs = {"good": small_config(tmp_path / "good", uri, *common),
+    configs = {"good": small_config(tmp_path / "good", uri, *common, "train.epochs=4"),
                # a learning rate that leaves the network at chance: only the gate can keep it from @champion
                "bad": small_config(tmp_path / "bad", uri, *common, "train.lr=1e-7", "train.epochs=1")}
     start = threading.Barrier(2, timeout=120)
