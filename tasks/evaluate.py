@@ -23,6 +23,7 @@ from textcls_core.config import DataConfig, EvaluateConfig
 from textcls_core.data import read_dataset
 from textcls_core.errors import DataError
 from textcls_core.evaluation_report import build_evaluation, flat_metrics, measure_latency, write_evaluation
+from textcls_core.evaluate import compute_metrics
 from textcls_core.label_issues import find_suspect_labels
 from textcls_core.predictor import TextClassifier
 from textcls_core.relabel import source_file_sha256
@@ -80,6 +81,20 @@ def publish_evaluation(ev, out_dir: Path, title: str, eval_cfg: EvaluateConfig, 
             "n_test": ev.metrics["n"]}
 
 
+def validation_metrics(clf: Any, val: pd.DataFrame, baseline: Any | None, eval_cfg: EvaluateConfig) -> dict[str, float]:
+    """The shipped model and the tfidf_lr candidate (the baseline) on the validation split: val_/baseline_val_
+    accuracy and macro_f1, which the promotion gate compares (registry.baseline_check)."""
+    labels = clf.labels
+    y = _label_ids(val, labels)
+    raw = val["raw_text"].tolist() if "raw_text" in val.columns else val["text"].tolist()
+    m = compute_metrics(y, clf.predict_proba(raw, eval_cfg.batch_size), labels)
+    out = {"val_accuracy": float(m["accuracy"]), "val_macro_f1": float(m["macro_f1"])}
+    if baseline is not None:
+        b = compute_metrics(y, aligned_proba(baseline, raw, labels, eval_cfg.batch_size), labels)
+        out |= {"baseline_val_accuracy": float(b["accuracy"]), "baseline_val_macro_f1": float(b["macro_f1"])}
+    return out
+
+
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_task(model_dir: str, split_paths: dict[str, str], eval_cfg: EvaluateConfig, model_name: str,
                   seed: int, tracking: dict[str, Any], source_path: str = "",
@@ -103,6 +118,9 @@ def evaluate_task(model_dir: str, split_paths: dict[str, str], eval_cfg: Evaluat
     if candidates:
         ev.extra["candidates"] = {k: candidates[k] for k in ("table", "chosen_name", "reason", "notes")}
     out = publish_evaluation(ev, Path(tracking["run_dir"]) / "evaluation", "textcls evaluation (test split)", eval_cfg, tracking)
+    val_metrics = validation_metrics(clf, val, baseline, eval_cfg)  # the gate's not-worse-than-baseline check (#10)
+    log_metrics_now(tracking, {k: v for k, v in val_metrics.items() if k.startswith("baseline_")})  # val_* has the epoch history
+    out["metrics"] = out["metrics"] | val_metrics
     m = out["metrics"]
     log.info("evaluate: accuracy %.4f, macro-F1 %.4f (baseline %s), %d badcases of %d", m["test_accuracy"], m["test_macro_f1"],
              f"{m['baseline_test_accuracy']:.4f} accuracy" if "baseline_test_accuracy" in m else "off", len(ev.badcases), len(test))
