@@ -25,7 +25,6 @@ from textcls_core.errors import DataError
 from textcls_core.evaluation_report import build_evaluation, flat_metrics, measure_latency, write_evaluation
 from textcls_core.evaluate import compute_metrics
 from textcls_core.label_issues import find_suspect_labels
-from textcls_core.predictor import TextClassifier
 from textcls_core.relabel import source_file_sha256
 
 
@@ -53,16 +52,18 @@ def assess_classifier(clf: Any, test: pd.DataFrame, eval_cfg: EvaluateConfig, ba
     labels = clf.labels
     y = _label_ids(test, labels)
     texts = test["text"].tolist()
-    probs, oov = proba_and_oov(clf, texts, eval_cfg.batch_size)  # a network encodes once, in eval() + inference_mode
+    # the model and the champion get what production gets, the raw text, and clean it with their own encoder
+    raw = test["raw_text"].tolist() if "raw_text" in test.columns else texts
+    probs, oov = proba_and_oov(clf, raw, eval_cfg.batch_size)  # a network encodes once, in eval() + inference_mode
     relabel = None
-    baseline_probs = aligned_proba(baseline, texts, labels, eval_cfg.batch_size) if baseline is not None else None
+    baseline_probs = aligned_proba(baseline, raw, labels, eval_cfg.batch_size) if baseline is not None else None
     if eval_cfg.label_error_folds and label_pool is not None:
         pool_y = _label_ids(label_pool, labels)
         oof = out_of_fold_proba(label_pool["text"].tolist(), pool_y, len(labels), eval_cfg.label_error_folds, seed)
         relabel = find_suspect_labels(label_pool, pool_y, oof, labels, source_sha256)
         log.info("evaluate: %d suspected label errors in %d rows", len(relabel), len(label_pool))
-    champion_probs = aligned_proba(champion, texts, labels, eval_cfg.batch_size) if champion is not None else None
-    latency = measure_latency(lambda t: clf.predict_proba(t, eval_cfg.batch_size), texts, eval_cfg.latency_samples)
+    champion_probs = aligned_proba(champion, raw, labels, eval_cfg.batch_size) if champion is not None else None
+    latency = measure_latency(lambda t: clf.predict_proba(t, eval_cfg.batch_size), raw, eval_cfg.latency_samples)
     return build_evaluation(test, y, probs, labels, oov, baseline_probs, champion_probs, relabel, latency)
 
 
