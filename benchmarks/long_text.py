@@ -37,7 +37,7 @@ def main() -> None:
     raw_limit, clean_limit = text_limits(args.max_len)
     ids: list = []
     s = timed(lambda: ids.append(enc.encode([text])))
-    print(f"{f'TextEncoder.encode, 1,000,000 chars':<44} {s:8.3f}   (cut to {raw_limit:,} raw / {clean_limit:,} clean chars, "
+    print(f"{'TextEncoder.encode, 1,000,000 chars':<44} {s:8.3f}   (cut to {raw_limit:,} raw / {clean_limit:,} clean chars, "
           f"{len(ids[0][0])} ids)")
 
 

@@ -64,13 +64,13 @@ def print_summary(s: dict[str, Any]) -> None:
     if s.get("champion_compared"):
         print(f"vs champion     v{s['champion_compared']}: macro-F1 delta {m['vs_champion_delta_macro_f1']:+.4f}, "
               f"{m['vs_champion_newly_wrong']:.0f} newly wrong, {m['vs_champion_newly_right']:.0f} newly right")
+    if s.get("relabel"):
+        r = s["relabel"]
+        print(f"relabelled data {r['labels_changed']} labels changed, {r['rows_dropped']} rows dropped since parent {r['parent_path']}")
     if s.get("stress"):
         worst = sorted(s["stress"]["perturbations"], key=lambda r: -r["flip_rate"])[:3]
         print(f"stress          {s['stress']['n']} texts; highest flip rates "
               + ", ".join(f"{r['perturbation']} {r['flip_rate']:.3f}" for r in worst) + f"  ({s['reports']['stress_html']})")
-    if s.get("relabel"):
-        r = s["relabel"]
-        print(f"relabelled data {r['labels_changed']} labels changed, {r['rows_dropped']} rows dropped since parent {r['parent_path']}")
     print(f"run files       {s['run_dir']}")
     print(f"report          {s['reports']['html']}")
 

@@ -12,8 +12,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.data import segment_splits
-from tasks.runguard import mark_stage, parquet_rows
 from tasks.tracking import get_run_logger, log_artifacts, log_metrics_now
+from tasks.runguard import mark_stage, parquet_rows
 from textcls_core.config import CleanConfig, TokenizeConfig
 from textcls_core.encoders import TextEncoder, WordEncoder, encoder_sha256
 from textcls_core.split import SPLITS, hash_frame

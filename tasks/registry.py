@@ -172,7 +172,6 @@ def download_model_dir(name: str, version: str, tracking_uri: str, dst: str | Pa
 
 def load_model_folder(folder: str | Path):
     """The classifier saved in a model folder, whatever its kind (network, tfidf_lr, ensemble)."""
-    from textcls_core.classifiers import load_classifier
 
     return load_classifier(folder)
 

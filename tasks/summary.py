@@ -28,13 +28,13 @@ def summary_markdown(s: dict[str, Any]) -> str:
         f"- files: `{s['run_dir']}`; badcases: `{s['reports']['badcases']}`",
         f"- MLflow UI: `{s['mlflow_ui_command']}`",
     ]
-    if s.get("relabel"):
-        r = s["relabel"]
-        lines.append(f"- data is a relabelled copy: {r['labels_changed']} labels changed, {r['rows_dropped']} rows dropped since its parent `{r['parent_path']}`")
     if s.get("stress"):
         worst = sorted(s["stress"]["perturbations"], key=lambda r: -r["flip_rate"])[:3]
         lines.append(f"- stress ({s['stress']['n']} texts): highest flip rates "
                      + ", ".join(f"{r['perturbation']} {r['flip_rate']:.3f}" for r in worst) + f"; `{s['reports']['stress_html']}`")
+    if s.get("relabel"):
+        r = s["relabel"]
+        lines.append(f"- data is a relabelled copy: {r['labels_changed']} labels changed, {r['rows_dropped']} rows dropped since its parent `{r['parent_path']}`")
     return "\n".join(lines) + "\n"
 
 

@@ -18,7 +18,6 @@ import torch
 from mlflow import MlflowClient
 
 import tasks.package as package_mod
-import tasks.registry as registry_mod
 from tasks.package import package_task
 from tasks.registry import (HISTORY_TAG, current_champion, lock_location, promote_version, read_log, registry_lock,
                             rollback_champion)

@@ -37,7 +37,8 @@ def test_resume_reuses_the_run_and_its_checkpoint(tmp_path, tracking_uri, prefec
     for stage in ("analyze", "clean", "split"):
         assert run.data.tags[f"textcls.cache.{stage}"] == "hit"
         assert [m.value for m in client.get_metric_history(run.info.run_id, f"cache_hit_{stage}")] == [0.0, 1.0]
-    assert resumed["model_version"] == "2"
+    # the resumed run is the same MLflow run: its package step reuses the version that run registered (one version per run)
+    assert resumed["model_version"] == "1"
     assert main(["run", "--resume", str(run_dir)]) == 2  # finished now: nothing to resume, refused before any work
     assert "finished; there is nothing to resume" in capsys.readouterr().err
 

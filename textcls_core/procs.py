@@ -64,7 +64,30 @@ def safe_mp_context(preload: list[str] | None = None) -> multiprocessing.context
     ctx = multiprocessing.get_context("forkserver")
     if preload:
         ctx.set_forkserver_preload(preload)
+    _forget_reaped_forkserver()
     return ctx
+
+
+def _forget_reaped_forkserver() -> None:
+    """multiprocessing keeps the fork server's pid and re-checks it with waitpid before each new worker. When the
+    server was killed and reaped by someone else (kill_child_processes waits on it), that check raises
+    ChildProcessError and no pool can start again in this process; forgetting it lets the next pool start a new one."""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver
+    with server._lock:
+        if server._forkserver_pid is None:
+            return
+        try:
+            if os.waitpid(server._forkserver_pid, os.WNOHANG)[0] == 0:
+                return  # alive
+        except ChildProcessError:
+            pass  # reaped elsewhere
+        try:
+            os.close(server._forkserver_alive_fd)
+        except (OSError, TypeError):
+            pass
+        server._forkserver_pid = server._forkserver_alive_fd = server._forkserver_address = None
 
 
 def kill_child_processes(pid: int | None = None, timeout_s: float = 3.0) -> list[int]:
@@ -87,4 +110,6 @@ def kill_child_processes(pid: int | None = None, timeout_s: float = 3.0) -> list
             child.kill()
         except psutil.NoSuchProcess:
             pass
+    if children and "forkserver" in multiprocessing.get_all_start_methods():
+        _forget_reaped_forkserver()  # the fork server was among them: the next pool in this process starts a new one
     return [c.pid for c in children]
