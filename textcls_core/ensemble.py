@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from textcls_core.proba import proba_frame
+
 KIND = "ensemble"
 WEIGHT_GRID = np.linspace(0.0, 1.0, 21)  # steps of 0.05: finer is noise on a validation split of a few thousand texts
 
@@ -90,12 +92,7 @@ class EnsembleClassifier:
 
     def predict(self, texts: Sequence[object], batch_size: int = 256) -> pd.DataFrame:
         """One row per text: label, score (its probability) and prob_<label> for every class."""
-        probs = self.predict_proba(list(texts), batch_size)
-        best = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=int)
-        frame = pd.DataFrame({"label": [self.labels[i] for i in best], "score": probs[np.arange(len(best)), best]})
-        for j, name in enumerate(self.labels):
-            frame[f"prob_{name}"] = probs[:, j]
-        return frame
+        return proba_frame(self.predict_proba(list(texts), batch_size), self.labels)
 
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from textcls_core.batching import EncodedDataset, collate_batch
 from textcls_core.config import CleanConfig, ModelConfig
+from textcls_core.proba import proba_frame
 from textcls_core.encoders import ENCODER_FILE, PretrainedEncoder, TextEncoder, WordEncoder
 from textcls_core.models import (PretrainedClassifier, build_model, load_pretrained_model, logits_to_proba, min_batch_len,
                                   output_size)
@@ -73,12 +74,7 @@ class TextClassifier:
 
     def predict(self, texts: list[str], batch_size: int = 256) -> pd.DataFrame:
         """One row per text: label, score (its probability) and prob_<label> for every class."""
-        probs = self.predict_proba(list(texts), batch_size)
-        best = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=int)
-        frame = pd.DataFrame({"label": [self.labels[i] for i in best], "score": probs[np.arange(len(best)), best]})
-        for j, name in enumerate(self.labels):
-            frame[f"prob_{name}"] = probs[:, j]
-        return frame
+        return proba_frame(self.predict_proba(list(texts), batch_size), self.labels)
 
     def save(self, directory: str | Path) -> Path:
         """Write the model folder (see the module docstring)."""

@@ -25,6 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from textcls_core.candidates import paired_se
 from textcls_core.clean import prepare_texts
 from textcls_core.config import CleanConfig
+from textcls_core.proba import proba_frame
 from textcls_core.tokenize import segment_texts
 
 KIND = "tfidf_lr"
@@ -143,12 +144,7 @@ class TfidfClassifier:
 
     def predict(self, texts: Sequence[object], batch_size: int = 256) -> pd.DataFrame:
         """One row per text: label, score (its probability) and prob_<label> for every class."""
-        probs = self.predict_proba(list(texts), batch_size)
-        best = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=int)
-        frame = pd.DataFrame({"label": [self.labels[i] for i in best], "score": probs[np.arange(len(best)), best]})
-        for j, name in enumerate(self.labels):
-            frame[f"prob_{name}"] = probs[:, j]
-        return frame
+        return proba_frame(self.predict_proba(list(texts), batch_size), self.labels)
 
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
