@@ -95,17 +95,22 @@ def remove_cross_split_duplicates(parts: dict[str, pd.DataFrame]) -> tuple[dict[
     return out, pd.concat(removed, ignore_index=True)
 
 
+def _require_three_per_class(labels: pd.Series, what: str) -> None:
+    """Every class needs a unit in train, val and test: fail with the classes that have fewer than 3."""
+    counts = labels.value_counts()
+    small = counts[counts < 3]
+    if len(small):
+        detail = ", ".join(f"{k!r}: {v}" for k, v in small.items())
+        raise DataError(f"Classes with fewer than 3 {what} cannot appear in train, val and test ({detail}). "
+                        "Add examples or remove these classes.")
+
+
 def _assign_units(units: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> dict:
     """Per label: shuffle the units, cut test and val off the front; at least one of each when possible."""
-    unit_counts = units["label"].value_counts()
-    too_small = unit_counts[unit_counts < 3]
-    if len(too_small):
-        detail = ", ".join(f"{k!r}: {v}" for k, v in too_small.items())
-        raise DataError(f"Classes with fewer than 3 distinct texts (or groups) cannot appear in train, val and test ({detail}). "
-                        "Add examples or remove these classes.")
+    _require_three_per_class(units["label"], "distinct texts (or groups)")
     rng = np.random.default_rng(seed)
     assignment: dict = {}
-    for label in sorted(unit_counts.index):
+    for label in sorted(units["label"].unique()):
         texts = units.loc[units["label"] == label, "unit"].to_numpy()
         texts = texts[rng.permutation(len(texts))]
         n = len(texts)
@@ -145,12 +150,7 @@ def split_by_hash(df: pd.DataFrame, val_fraction: float, test_fraction: float, s
         found = ", ".join(f"{k!r}" for k in counts.index) or "none"
         raise DataError(f"After cleaning the data has {len(counts)} class(es) ({found}); a classifier needs at least 2. Check data.label_column.")
     units = df.drop_duplicates("text")[["text", "label"]].reset_index(drop=True)
-    small = units["label"].value_counts()
-    small = small[small < 3]
-    if len(small):
-        detail = ", ".join(f"{k!r}: {v}" for k, v in small.items())
-        raise DataError(f"Classes with fewer than 3 distinct texts cannot appear in train, val and test ({detail}). "
-                        "Add examples or remove these classes.")
+    _require_three_per_class(units["label"], "distinct texts")
     u = text_hashes(units["text"], salt).astype(np.float64) / 2.0**64
     which = np.where(u < test_fraction, "test", np.where(u < test_fraction + val_fraction, "val", "train")).astype(object)
     for label in sorted(units["label"].unique()):
