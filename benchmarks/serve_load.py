@@ -47,7 +47,9 @@ def _free_port() -> int:
 def start_server(model: str, tracking_uri: str, workers: int, timeout_s: int, log_path: Path) -> tuple[subprocess.Popen, str]:
     """`mlflow models serve --env-manager local` on a free loopback port; returns (process, base URL) once /ping answers."""
     port = _free_port()
-    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri)
+    # --env-manager local runs `uvicorn` from PATH: put this interpreter's bin folder first (a venv not activated)
+    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri,
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     cmd = [str(mlflow_bin), "models", "serve", "-m", model, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port),
            "--workers", str(workers), "-t", str(timeout_s)]
