@@ -5,6 +5,7 @@ reach the server. Slow: two small trainings at once."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import yaml
@@ -52,12 +53,21 @@ def test_two_flow_runs_register_at_once(tmp_path, prefect_server):
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
-    with get_client(sync_client=True) as prefect:
-        page = prefect.read_events(EventFilter(event=EventNameFilter(prefix=["textcls."]),
-                                               resource=EventResourceFilter(id_prefix=["textcls.model.textcls-race."])), limit=50)
-    # this model's events only: the session's Prefect server also holds other tests' textcls.* events
-    names = [(e.event, e.resource.get("textcls.model.version")) for e in page.events
-             if e.resource.get("textcls.model.name") == "textcls-race"]
+    def model_events():
+        with get_client(sync_client=True) as prefect:
+            page = prefect.read_events(EventFilter(event=EventNameFilter(prefix=["textcls."]),
+                                                   resource=EventResourceFilter(id_prefix=["textcls.model.textcls-race."])), limit=50)
+        # this model's events only: the session's Prefect server also holds other tests' textcls.* events
+        return [(e.event, e.resource.get("textcls.model.version")) for e in page.events
+                if e.resource.get("textcls.model.name") == "textcls-race"]
+
+    # events travel through the client's background worker and the server's ingest queue: the last one emitted can
+    # reach the read API a few seconds after the flow returns, so wait for it (bounded) rather than read once
+    deadline = time.monotonic() + 60
+    names = model_events()
+    while ("textcls.model.promoted", good["model_version"]) not in names and time.monotonic() < deadline:
+        time.sleep(1)
+        names = model_events()
     assert names.count(("textcls.model.registered", "1")) == 1 and names.count(("textcls.model.registered", "2")) == 1
     assert ("textcls.model.promoted", good["model_version"]) in names
 
