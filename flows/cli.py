@@ -116,6 +116,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    overrides = [*args.set, *([f"tune.trials={args.trials}"] if args.trials else []),
+                 *(["tune.final_run=false"] if args.no_final_run else [])]
+    cfg = load_config(args.config, overrides)  # the space, tune.parallel and every key checked before any server starts
+    d = cfg.data
+    check_dataset_source(d.path, d.text_column, d.label_column, d.encoding, cfg.extra_columns())
+    if cfg.model.name == "transformer" or "model.name" in cfg.tune.space:
+        if cfg.model.pretrained:
+            check_pretrained_source(cfg.model.pretrained)
+    _prepare_env(args)
+    from flows.tune import tune_text_classifier
+
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    summary = tune_text_classifier(config=cfg, summary_path=args.summary)
+    t = summary["tune"]
+    print("\n== textcls tune finished ==")
+    print(f"study           {t['study_name']} in {t['storage']}: {t['trials']['total']} trials "
+          f"({t['trials']['COMPLETE']} complete, {t['trials']['PRUNED']} pruned, {t['trials']['FAIL']} failed), {t['seconds']:.0f} s")
+    default = f"   (starting config {t['default_value']:.4f})" if t.get("default_value") is not None else ""
+    print(f"best            trial {t['best_trial']}: validation {t['select_metric']} {t['best_value']:.4f}{default}")
+    print(f"changed keys    {json.dumps(t['changed'], ensure_ascii=False, default=str)}")
+    print(f"best config     {t['best_config_path']}")
+    print(f"trials          {t['trials_path']}  (MLflow run {summary['mlflow_run_id']}, one nested run per trial)")
+    if summary.get("final"):
+        print_summary(summary["final"])
+    else:
+        print(f"train it        textcls run --config {t['best_config_path']}")
+    if args.summary:
+        print(f"summary JSON    {args.summary}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, [*args.set, f"data.path={args.data}"])
     d = cfg.data
@@ -242,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn, help_ in (("run", cmd_run, "run the training pipeline end to end"),
+                            ("tune", cmd_tune, "search tune.space with Optuna, then train and register the best config"),
                             ("evaluate", cmd_evaluate, "evaluate a registered model on a labelled file"),
                             ("predict", cmd_predict, "score a file with a registered model (default @champion)"),
                             ("stress", cmd_stress, "stress-test a registered model on perturbed texts of a labelled file"),
@@ -258,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=fn)
     sub.choices["run"].add_argument("--summary", metavar="PATH", help="also write the run summary JSON here")
     sub.choices["run"].add_argument("--resume", metavar="RUN", help="resume an interrupted run: its folder (runs/<run>) or MLflow run id")
+    tune = sub.choices["tune"]
+    tune.add_argument("--trials", type=int, metavar="N", help="trials in the study in all (tune.trials)")
+    tune.add_argument("--no-final-run", action="store_true", help="only search and write best_config.yaml (tune.final_run=false)")
+    tune.add_argument("--summary", metavar="PATH", help="also write the tune summary JSON here")
     sub.choices["evaluate"].add_argument("--model", required=True, metavar="URI", help="models:/<name>@<alias> or models:/<name>/<version>")
     sub.choices["stress"].add_argument("--model", required=True, metavar="URI", help="models:/<name>@<alias> or models:/<name>/<version>")
     sub.choices["stress"].add_argument("--data", required=True, metavar="FILE", help="labelled file (columns from data.text_column / data.label_column)")

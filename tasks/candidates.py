@@ -29,9 +29,12 @@ def _raw(frame: pd.DataFrame) -> list[str]:
 
 
 def _fit_tfidf(frames: dict[str, pd.DataFrame], y: dict[str, np.ndarray], labels: list[str], model_cfg: ModelConfig,
-               tok_cfg: TokenizeConfig, clean_cfg: CleanConfig, select_metric: str, tracking: dict[str, Any]):
-    """tfidf_lr fitted on train, settings picked on val; returns it and its val/test probabilities."""
-    prepared = {name: prepare_texts(_raw(frames[name]), clean_cfg, tok_cfg.max_len) for name in SPLITS}
+               tok_cfg: TokenizeConfig, clean_cfg: CleanConfig, select_metric: str, tracking: dict[str, Any],
+               scored: tuple[str, ...] = ("val", "test")):
+    """tfidf_lr fitted on train, settings picked on val; returns it and its probabilities on the `scored` splits
+    (`textcls tune` trials pass ("val",): the search never reads the test split)."""
+    splits = ("train", "val", *[s for s in scored if s != "val"])
+    prepared = {name: prepare_texts(_raw(frames[name]), clean_cfg, tok_cfg.max_len) for name in splits}
     words = None
     if any("word" in fs for fs in model_cfg.tfidf_features):  # the encode stage's segmentation: a cache hit
         words = segment_splits(prepared, tok_cfg.workers, tracking, record_as="segment_tfidf")
@@ -39,7 +42,7 @@ def _fit_tfidf(frames: dict[str, pd.DataFrame], y: dict[str, np.ndarray], labels
     clf = fit_tfidf_lr(prepared["train"], y["train"], prepared["val"], y["val"], labels, clean_cfg, base,
                        model_cfg.tfidf_features, model_cfg.tfidf_c, select_metric,
                        words=(words["train"], words["val"]) if words else None, prepared=True)
-    probs = {name: clf.proba_from_features(clf.features(prepared[name], words[name] if words else None)) for name in ("val", "test")}
+    probs = {name: clf.proba_from_features(clf.features(prepared[name], words[name] if words else None)) for name in scored}
     return clf, probs
 
 

@@ -219,7 +219,8 @@ def segment_splits(texts_by_split: dict[str, list[str]], workers: int, tracking:
     segmentation code are in the key). record_as: the stage name of the cache tag/metric (the candidates stage
     reads the same entry and must not overwrite the encode stage's record)."""
     cache = stage_cache(tracking)
-    texts = [t for name in SPLITS for t in texts_by_split[name]]
+    names = [name for name in SPLITS if name in texts_by_split]  # tune's tfidf_lr trials pass train and val only
+    texts = [t for name in names for t in texts_by_split[name]]
     computed: dict[str, list[list[str]]] = {}
 
     def build(folder: Path) -> dict[str, Any]:
@@ -239,7 +240,7 @@ def segment_splits(texts_by_split: dict[str, list[str]], workers: int, tracking:
             assert len(tokens) == len(texts), f"cache entry {entry.path} holds {len(tokens)} token lists for {len(texts)} texts"
     log_metrics_now(tracking, _record_cache(tracking, record_as, cache, entry, hit))
     out, start = {}, 0
-    for name in SPLITS:
+    for name in names:
         n = len(texts_by_split[name])
         out[name], start = tokens[start : start + n], start + n
     return out

@@ -99,8 +99,10 @@ class RunGuard:
     """Watchdog + signal handlers for one run; `close()` disarms both."""
 
     def __init__(self, tracking: dict[str, Any], run_cfg: RunConfig, epochs: int = 1,
-                 exit_fn: Callable[[int], None] = os._exit, handle_signals: bool = True, poll_s: float = 1.0):
+                 exit_fn: Callable[[int], None] = os._exit, handle_signals: bool = True, poll_s: float = 1.0,
+                 resume_hint: str = ""):
         self.tracking = tracking
+        self._resume_hint = resume_hint
         self.run_dir = Path(tracking["run_dir"])
         self.log_dir = self.run_dir / "logs"
         self._exit = exit_fn
@@ -135,7 +137,7 @@ class RunGuard:
             pass
 
     def resume_hint(self) -> str:
-        return f"textcls run --resume {self.run_dir}"
+        return self._resume_hint or f"textcls run --resume {self.run_dir}"
 
     def _on_expire(self, expiry: Expiry) -> None:
         where = f"; stacks of all threads in {expiry.stacks_path}" if expiry.stacks_path else ""
@@ -190,9 +192,10 @@ class RunGuard:
             client.set_flow_run_state(self.tracking["prefect_flow_run_id"], state, force=True)
 
 
-def guard_run(tracking: dict[str, Any], run_cfg: RunConfig, epochs: int = 1) -> RunGuard:
-    """Arm the watchdog and the stop handlers for this run (the flow closes the guard when the run ends)."""
-    guard = RunGuard(tracking, run_cfg, epochs)
+def guard_run(tracking: dict[str, Any], run_cfg: RunConfig, epochs: int = 1, resume_hint: str = "") -> RunGuard:
+    """Arm the watchdog and the stop handlers for this run (the flow closes the guard when the run ends).
+    resume_hint: how to go on after a stop (default: `textcls run --resume <run folder>`)."""
+    guard = RunGuard(tracking, run_cfg, epochs, resume_hint=resume_hint)
     bounds = ", ".join(f"{k} {v:.0f} s" for k, v in run_cfg.stage_timeout_s.items())
     get_run_logger().info("watchdog armed: %s (per %d rows; train per epoch); SIGTERM or Ctrl-C stops cleanly, "
                           "resume with: %s", bounds, run_cfg.stage_timeout_rows, guard.resume_hint())

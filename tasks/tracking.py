@@ -118,7 +118,7 @@ def start_tracking(cfg: Config, resume_run_id: str | None = None) -> dict[str, A
         _tag_flow_run(prefect_id, f"mlflow_run_id:{run_id}")
     get_run_logger().info("MLflow run %s%s in experiment '%s' at %s; files in %s", run_id, " (resumed)" if resume_run_id else "",
                           cfg.tracking.experiment, redact_uri(uri), run_dir)
-    return {"run_id": run_id, "tracking_uri": uri, "experiment_id": exp_id, "run_dir": str(run_dir),
+    return {"run_id": run_id, "tracking_uri": uri, "experiment_id": exp_id, "run_dir": str(run_dir), "run_name": run.info.run_name,
             "prefect_flow_run_id": prefect_id,
             # the data-stage cache (empty = off); absolute, because workers change directory
             "cache_dir": str(Path(cfg.run.cache_dir).resolve()) if cfg.run.cache else ""}

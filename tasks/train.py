@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +73,13 @@ def _run_encoder(encoded: dict[str, Any], tok_cfg: TokenizeConfig, clean_cfg: Cl
 
 @task(name="train", cache_policy=NO_CACHE, tags=["gpu"], retry_condition_fn=retry_unless_user_error)
 def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: TrainConfig, tok_cfg: TokenizeConfig,
-               clean_cfg: CleanConfig, seed: int, tracking: dict[str, Any]) -> dict[str, Any]:
+               clean_cfg: CleanConfig, seed: int, tracking: dict[str, Any],
+               epoch_hook: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Train (resuming from <run>/checkpoints/last.pt when present), keep the best epoch, save <run>/model.
 
-    `prefect concurrency-limit create gpu N` caps how many trainings run at once.
+    `prefect concurrency-limit create gpu N` caps how many trainings run at once. epoch_hook(epoch, metrics) is
+    called after each epoch's validation (in-process training only): `textcls tune` reports to Optuna there and
+    stops a pruned trial by raising.
     """
     mark_stage("train", parquet_rows(encoded["paths"]["train"], encoded["paths"]["val"]))  # watchdog: this stage's time bound starts now
     log = get_run_logger()
@@ -101,7 +105,13 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
             dev = pick_device(train_cfg.device)
             device = str(dev)
             log.info("train: %s on %s, checkpoints in %s", model_cfg.name, dev, spec.checkpoint_path)
-            model, result = fit(spec, dev, log_metrics=metric_logger, message=log.info)
+            log_fn: Callable[[dict[str, float], int], None] = metric_logger
+            if epoch_hook is not None:
+                def log_fn(metrics: dict[str, float], step: int) -> None:
+                    metric_logger(metrics, step)
+                    if train_cfg.select_metric in metrics:  # the per-epoch validation row (step = epoch)
+                        epoch_hook(step, metrics)
+            model, result = fit(spec, dev, log_metrics=log_fn, message=log.info)
             facts = {"best_epoch": result.best_epoch, "best_score": result.best_score, "best_val_accuracy": result.best_val_accuracy,
                      "stopped_early": result.stopped_early, "resumed_from_step": result.resumed_from_step,
                      "micro_batch_size": result.micro_batch_size, "steps": result.steps, "world_size": 1}
@@ -125,5 +135,6 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
              " (stopped early)" if facts["stopped_early"] else "",
              f" (resumed from step {facts['resumed_from_step']})" if facts["resumed_from_step"] else "")
     return {"model_dir": str(model_dir), "best_epoch": facts["best_epoch"], "best_val_accuracy": facts["best_val_accuracy"],
+            "best_score": facts["best_score"], "select_metric": train_cfg.select_metric,
             "epochs_run": len(history), "device": device, "world_size": facts["world_size"],
             "resumed_from_step": facts["resumed_from_step"], "parameters": n_params}

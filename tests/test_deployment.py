@@ -79,6 +79,7 @@ def test_deploy_run_and_register_through_a_worker(servers):
     tmp, env = servers
     _cli(env, "work-pool", "create", "textcls-process", "--type", "process")
     _cli(env, "deploy", "--name", "adhoc-train")
+    _cli(env, "deploy", "--name", "tune")  # the search deployment is accepted by the server as well
     config = {"data": {"max_rows": 600}, "model": {"embed_dim": 16, "num_filters": 8}, "tokenize": {"max_len": 48},
               "train": {"epochs": 1, "progress": False}, "evaluate": {"label_error_folds": 0, "latency_samples": 0},
               "run": {"output_dir": str(tmp / "runs")}, "registry": {"model_name": "textcls-deploy"}}

