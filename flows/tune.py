@@ -14,13 +14,13 @@ from prefect.futures import as_completed
 from flows.train import train_text_classifier
 from tasks.data import analyze_task, clean_task, split_task
 from tasks.runguard import guard_run
-from tasks.tracking import client_for, finish_tracking, start_tracking
+from tasks.tracking import client_for, finish_tracking, start_tracking, tune_flow_run_name
 from tasks.tune import ask_trial, best_config, open_study_task, sampling_study, study_trials, tune_report_task, tune_trial_task
 from textcls_core.config import Config
 from textcls_core.procs import available_cpus, resolve_cpus
 
 
-@flow(name="tune-text-classifier", validate_parameters=True)
+@flow(name="tune-text-classifier", validate_parameters=True, flow_run_name=tune_flow_run_name)
 def tune_text_classifier(config: Config = Config(), summary_path: str | None = None) -> dict[str, Any]:
     """Search tune.space with Optuna (TPE, median pruning on per-epoch validation), then train, evaluate and register
     the best config. Run the same command again to resume an interrupted study; point several workers at one

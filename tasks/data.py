@@ -21,7 +21,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from tasks.tracking import client_for, get_run_logger, log_artifacts, log_metrics_now
+from tasks.tracking import client_for, get_run_logger, log_artifacts, log_datasets, log_metrics_now, split_datasets
 from tasks.runguard import file_rows_estimate, mark_stage, parquet_rows
 from textcls_core.analyze import analyze_dataset, format_report, save_analysis_html
 from textcls_core.cache import Entry, StageCache, code_version, file_sha256, fingerprint, texts_sha256
@@ -206,6 +206,8 @@ def split_task(clean_path: str, split_cfg: SplitConfig, seed: int, tracking: dic
         client.set_tag(tracking["run_id"], f"textcls.{name}_sha256", out["sha256"][name])
     hit = _record_cache(tracking, "split", cache, entry, entry.hit)
     log_metrics_now(tracking, {f"split_{k}_rows": v for k, v in out["rows"].items()} | hit)
+    datasets = split_datasets(tracking, out["paths"], out["sha256"])  # the run's Datasets column in the MLflow UI
+    log_datasets(tracking, [(datasets[name], {"val": "validation"}.get(name, name), out["sha256"][name]) for name in SPLITS])
     (run_dir / "data" / "splits.json").write_text(json.dumps(out, indent=2), encoding="utf-8")
     log_artifacts(tracking, [run_dir / "data" / "splits.json"], "data")
     get_run_logger().info("split: %s", out["rows"])

@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tasks.registry import champion_classifier, load_registered_classifier
-from tasks.tracking import client_for, get_run_logger, log_metrics_now
+from tasks.tracking import client_for, dataset_for, get_run_logger, log_datasets, log_metrics_now
 from tasks.runguard import mark_stage, parquet_rows
 from textcls_core.baseline import out_of_fold_proba
 from textcls_core.classifiers import load_classifier, proba_and_oov
@@ -26,6 +26,8 @@ from textcls_core.evaluation_report import build_evaluation, flat_metrics, measu
 from textcls_core.evaluate import compute_metrics
 from textcls_core.label_issues import find_suspect_labels
 from textcls_core.relabel import source_file_sha256
+from textcls_core.split import hash_frame
+from textcls_core.tracking_names import data_name
 
 
 def _label_ids(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
@@ -148,6 +150,8 @@ def evaluate_registered_task(model_uri: str, data_cfg: DataConfig, eval_cfg: Eva
     client = client_for(tracking["tracking_uri"])
     for key, value in {"textcls.model_uri": model_uri, "textcls.flow": "evaluate"}.items():
         client.set_tag(tracking["run_id"], key, value)
+    file_sha = source_file_sha256(data_cfg.path) or hash_frame(frame)
+    log_datasets(tracking, [(dataset_for(frame, f"{data_name(data_cfg.path)}-evaluation", file_sha, data_cfg.path), "evaluation", file_sha)])
     ev = assess_classifier(clf, frame, eval_cfg, None, frame if eval_cfg.label_error_folds else None, None, seed, log,
                            source_file_sha256(data_cfg.path))
     out = publish_evaluation(ev, out_dir, f"textcls evaluation of {model_uri} on {Path(data_cfg.path).name}", eval_cfg, tracking)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,16 @@ from prefect.runtime import flow_run
 from tasks.events import GATE_FAILED, REGISTERED, emit_model_event
 from tasks.registry import (append_log, current_champion, load_model_folder, load_version, registry_lock, set_champion,
                             version_for_run)
-from tasks.runguard import mark_stage
-from tasks.tracking import client_for, get_run_logger, log_metrics_now
+from tasks.runguard import mark_stage, parquet_rows
+from tasks.tracking import client_for, get_run_logger, git_commit, log_metrics_now, split_datasets
 from textcls_core.config import Config
 from textcls_core.data import read_dataset
 from textcls_core.errors import DataError
 from textcls_core.fingerprint import build_fingerprint, load_fingerprint, save_fingerprint, unseen_mask
 from textcls_core.gate import ALREADY_CHAMPION, NO_CHAMPION, Comparison, GateResult, compare_on_rows, decide_promotion
 from textcls_core.stress import flip_rate_checks, read_flip_rates
+from textcls_core.model_card import CardFacts, registered_model_card, version_card
+from textcls_core.redact import redact_uri
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 CORE_DIR = Path(__file__).resolve().parent.parent / "textcls_core"
@@ -54,15 +55,6 @@ def pip_requirements(pretrained: bool = False, t2s: bool = False) -> list[str]:
 
 def config_sha256(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(cfg.model_dump(), sort_keys=True).encode()).hexdigest()
-
-
-def git_commit() -> str:
-    """The commit of the code that trained the model, or 'unknown' outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _regression_accuracies(cfg: Config, candidate, champion) -> tuple[float, float | None]:
@@ -118,6 +110,32 @@ def _write_gate_report(gate: GateResult, result: dict[str, Any], tracking: dict[
     return out / "gate.json"
 
 
+def _link_test_metrics(model_id: str, metrics: dict[str, float], tracking: dict[str, Any],
+                       split_paths: dict[str, str] | None) -> None:
+    """The test metrics again, tied to the Logged Model and to the test dataset: the model page, the version page
+    and the dataset view then show them (the run keeps its own copy from the evaluate stage)."""
+    test = {k: float(v) for k, v in metrics.items() if k.startswith(("test_", "baseline_test_")) and isinstance(v, (int, float))}
+    if not split_paths or not test:
+        return
+    sha = client_for(tracking["tracking_uri"]).get_run(tracking["run_id"]).data.tags.get("textcls.test_sha256", "")
+    dataset = split_datasets(tracking, {"test": split_paths["test"]}, {"test": sha})["test"] if sha else None
+    mlflow.log_metrics(test, model_id=model_id, dataset=dataset)
+
+
+def _card(name: str, version: str, alias: str, cfg: Config, candidate: Any, metrics: dict[str, float],
+          per_class: dict[str, dict], gate: Any, tracking: dict[str, Any], tags: dict[str, str],
+          split_paths: dict[str, str] | None) -> str:
+    rows = {k: parquet_rows(p) for k, p in (split_paths or {}).items()}
+    kind = getattr(candidate, "kind", None) or cfg.model.name
+    run = client_for(tracking["tracking_uri"]).get_run(tracking["run_id"])
+    facts = CardFacts(name=name, version=version, alias=alias, data_path=redact_uri(cfg.data.path), rows=rows,
+                      labels=[str(x) for x in candidate.labels], model_kind=run.data.tags.get("textcls.candidate", str(kind)),
+                      config_sha256=config_sha256(cfg), dataset_sha256=tags.get("dataset_sha256", ""), metrics=metrics,
+                      per_class=per_class, gate_checks=gate.checks, gate_summary=gate.summary(), mlflow_run_id=tracking["run_id"],
+                      git_commit=git_commit())
+    return version_card(facts)
+
+
 @task(name="package", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def package_task(model_dir: str, metrics: dict[str, float], per_class: dict[str, dict], cfg: Config,
                  tracking: dict[str, Any], tags: dict[str, str], split_paths: dict[str, str] | None = None) -> dict[str, Any]:
@@ -152,9 +170,11 @@ def package_task(model_dir: str, metrics: dict[str, float], per_class: dict[str,
                 name="model", python_model=str(PYFUNC_FILE), artifacts={"model_dir": model_dir},
                 code_paths=[str(CORE_DIR)], input_example=INPUT_EXAMPLE, model_config=cfg.serve.model_dump(),
                 pip_requirements=pip_requirements(cfg.model.name == "transformer", cfg.clean.traditional_to_simplified))
-        provenance = {**tags, "config_sha256": config_sha256(cfg), "git_commit": git_commit()}
+            _link_test_metrics(info.model_id, metrics, tracking, split_paths)
+        # version tags are provenance only; the metrics live on the Logged Model and the run, tied to the test dataset
+        provenance = {**tags, "config_sha256": config_sha256(cfg), "git_commit": git_commit() or "unknown"}
         with locked():
-            mv = mlflow.register_model(info.model_uri, name, tags={**provenance, **{k: str(v) for k, v in metrics.items()}})
+            mv = mlflow.register_model(info.model_uri, name, tags=provenance)
             version_ = str(mv.version)
             append_log(client, name, version_, "registered", f"MLflow run {run_id}", run_id)
         emit_model_event(REGISTERED, name, version_, mlflow_run_id=run_id, payload={"metrics": {k: metrics[k] for k in (metric,) if k in metrics}})
@@ -226,7 +246,10 @@ def package_task(model_dir: str, metrics: dict[str, float], per_class: dict[str,
             if value is not None:
                 client.set_model_version_tag(name, version_, key, str(value))
         client.set_model_version_tag(name, version_, "gate_checks", reason[:5000])
-        client.update_model_version(name, version_, description=f"{alias}: {reason}"[:5000])
+        client.update_model_version(name, version_, description=_card(name, version_, alias, cfg, candidate, metrics, per_class,
+                                                                      gate, tracking, tags, split_paths))
+        if not client.get_registered_model(name).description:
+            client.update_registered_model(name, description=registered_model_card(name, redact_uri(cfg.data.path), labels))
         client.set_model_version_tag(name, version_, "gate", "passed" if gate.passed else "failed")  # written last: the decision is complete
     log.info("package: registered %s version %s as @%s under the %s (%s)", name, version_, alias, lock_name, reason)
     if not gate.passed:

@@ -211,18 +211,12 @@ def _history(client, name: str) -> list[str]:
     return [str(v) for v in json.loads(raw)]
 
 
-def champion_metric(client, name: str, metric: str) -> tuple[str | None, float | None]:
-    """(version, value of the version's `metric` tag) of the current champion, or (None, None) when there is none."""
-    try:
-        mv = client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
-        return None, None
-    value = mv.tags.get(metric)
-    return str(mv.version), float(value) if value is not None else None
-
-
 def current_champion(client, name: str) -> str | None:
-    return champion_metric(client, name, "")[0]
+    """The version @champion points to, or None when there is none (or no such model yet)."""
+    try:
+        return str(client.get_model_version_by_alias(name, "champion").version)
+    except MlflowException:
+        return None
 
 
 def set_champion(client, name: str, version: str, reason: str, by: str = "", mlflow_run_id: str = "") -> str | None:

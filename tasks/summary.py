@@ -15,6 +15,7 @@ from tasks.relabel import relabel_lineage
 from tasks.tracking import client_for
 from tasks.runguard import mark_stage
 from textcls_core.redact import redact_uri
+from textcls_core.tracking_names import clip
 
 
 def summary_markdown(s: dict[str, Any]) -> str:
@@ -98,6 +99,8 @@ def summary_task(tracking: dict[str, Any], analysis: dict[str, Any], cleaning: d
         Path(summary_path).parent.mkdir(parents=True, exist_ok=True)
         Path(summary_path).write_text(text, encoding="utf-8")
     client_for(uri).log_artifact(tracking["run_id"], str(run_dir / "summary.json"))
+    # the run page's Description: the same markdown as the Prefect artifact
+    client_for(uri).set_tag(tracking["run_id"], "mlflow.note.content", clip(summary_markdown(summary)))
     if flow_run.id:
         create_markdown_artifact(summary_markdown(summary), key="textcls-run-summary", description="textcls run summary")
     return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from prefect.runtime import flow_run
 from textcls_core.config import Config, build_config
 from textcls_core.errors import ConfigError
 from textcls_core.redact import redact_text, redact_uri, redact_values
+from textcls_core.tracking_names import clip, data_name, run_name
 
 
 def get_run_logger() -> logging.Logger | logging.LoggerAdapter:
@@ -67,15 +69,62 @@ def client_for(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri)
 
 
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")  # the MLflow UI opens such an experiment on its runs
+
+
 def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if EXPERIMENT_KIND[0] not in exp.tags:  # an experiment someone else created and marked stays as they marked it
+            client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
         return exp.experiment_id
     location = None
     if uri.startswith("sqlite:///"):
         # artifacts beside the database, as an absolute URI: the default is relative to the current cwd
         location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
+
+
+def git_commit() -> str:
+    """The commit of the code that runs, or '' outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def system_tags() -> dict[str, str]:
+    """MLflow's own run tags, as `mlflow.start_run` sets them (user, source name and type, git commit when the
+    entry point is in a checkout), plus the commit of this package's code when MLflow found none."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    tags = dict(resolve_tags({}))
+    commit = git_commit()
+    if commit:
+        tags.setdefault("mlflow.source.git.commit", commit)
+    return {k: clip(v) for k, v in tags.items()}
+
+
+def config_from_parameters(parameters: dict[str, Any]) -> Config | None:
+    value = parameters.get("config")
+    if isinstance(value, Config):
+        return value
+    try:
+        return build_config(value or {}) if isinstance(value, dict) else None
+    except ConfigError:
+        return None
+
+
+def train_flow_run_name() -> str:
+    """Flow run name of the train flow, also the MLflow run's name: `<model>-<data>-<YYYYmmdd-HHMMSS>`."""
+    cfg = config_from_parameters(flow_run.parameters or {})
+    return run_name(cfg.model.name, cfg.data.path) if cfg else run_name("textcls", "run")
+
+
+def tune_flow_run_name() -> str:
+    cfg = config_from_parameters(flow_run.parameters or {})
+    return "tune-" + (run_name(cfg.model.name, cfg.data.path) if cfg else run_name("textcls", "run"))
 
 
 @task(name="start-tracking", cache_policy=NO_CACHE)
@@ -99,9 +148,10 @@ def start_tracking(cfg: Config, resume_run_id: str | None = None) -> dict[str, A
         client.update_run(run_id, status="RUNNING")
         client.set_tag(run_id, "textcls.resumed_by_prefect_flow_run_id", prefect_id)
     else:
-        run = client.create_run(exp_id, run_name=flow_run.name or None, tags={
-            "prefect.flow_run_id": prefect_id, "prefect.flow_run_name": flow_run.name or "",
-            "textcls.data_path": redact_uri(cfg.data.path)})
+        name = flow_run.name or run_name(cfg.model.name, cfg.data.path)  # the same name in Prefect and MLflow
+        run = client.create_run(exp_id, run_name=name, tags={
+            **system_tags(), "prefect.flow_run_id": prefect_id, "prefect.flow_run_name": flow_run.name or "",
+            "textcls.data_path": clip(redact_uri(cfg.data.path))})
         run_id = run.info.run_id
         # credentials in a URI (tracking.uri, an s3:// data path) never reach MLflow or the run folder
         params = [Param(k, str(redact_values(v))[:6000]) for k, v in cfg.flat().items()]
@@ -219,3 +269,49 @@ def run_config(run_dir: str | Path) -> Config:
         raise ConfigError(f"--resume: {path} is missing, so the run's settings are unknown. "
                           "Resume from the machine (or shared storage) that holds the run folder, or start a new run.")
     return build_config(json.loads(path.read_text(encoding="utf-8")), source=str(path))
+
+
+def dataset_for(frame: Any, name: str, sha256: str, source_path: str) -> Any:
+    """An MLflow dataset for one split (or an evaluated file): the text and label columns, label as targets, and
+    a digest that fits MLflow's 36-character column (the first 32 hex digits of the content sha256)."""
+    import warnings
+
+    import mlflow.data
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    cols = [c for c in ("text", "label") if c in frame.columns]
+    shown = redact_uri(source_path)
+    with warnings.catch_warnings():  # MLflow warns when a local path matches several source kinds; it picks one
+        warnings.simplefilter("ignore")
+        try:
+            source: Any = shown if Path(source_path).is_file() else CodeDatasetSource({"mlflow.source.name": clip(shown, 500)})
+            return mlflow.data.from_pandas(frame[cols], source=source, targets="label" if "label" in cols else None,
+                                           name=clip(name, 500), digest=sha256[:32])
+        except Exception:  # a source kind MLflow cannot resolve here: named, not resolved
+            return mlflow.data.from_pandas(frame[cols], source=CodeDatasetSource({"mlflow.source.name": clip(shown, 500)}),
+                                           targets="label" if "label" in cols else None, name=clip(name, 500), digest=sha256[:32])
+
+
+def log_datasets(tracking: dict[str, Any], items: list[tuple[Any, str, str]]) -> None:
+    """Log (dataset, context, full sha256) as the run's inputs: the Datasets column and per-dataset metrics use
+    them; the full hash goes into each dataset's profile (the digest keeps 32 hex digits)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = []
+    for ds, context, sha256 in items:
+        e = ds._to_mlflow_entity()
+        profile = {**json.loads(e.profile or "{}"), "sha256": sha256}
+        entity = Dataset(name=e.name, digest=e.digest, source_type=e.source_type, source=e.source, schema=e.schema,
+                         profile=json.dumps(profile))
+        inputs.append(DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)]))
+    client_for(tracking["tracking_uri"]).log_inputs(tracking["run_id"], datasets=inputs)
+
+
+def split_datasets(tracking: dict[str, Any], split_paths: dict[str, str], sha256: dict[str, str]) -> dict[str, Any]:
+    """train / val / test as MLflow datasets named `<data>-<split>` (the run's data path is their source)."""
+    import pandas as pd
+
+    path = client_for(tracking["tracking_uri"]).get_run(tracking["run_id"]).data.tags.get("textcls.data_path", "")
+    base = data_name(path) if path else "data"
+    return {split: dataset_for(pd.read_parquet(p, columns=["text", "label"]), f"{base}-{split}", sha256[split], path)
+            for split, p in split_paths.items()}

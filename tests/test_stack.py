@@ -223,8 +223,10 @@ def test_gate_keeps_champion_and_mlflow_restart_mid_training_loses_no_metric(sta
     assert state.startswith("COMPLETED"), state
     history = json.loads(Path(client.get_run(run_id).data.tags["textcls.run_dir"], "reports", "train_history.json").read_text())
     assert len(history) == 6
-    for name in ("val_accuracy", "train_loss"):  # one point per epoch, none lost, none doubled
-        assert sorted(m.step for m in client.get_metric_history(run_id, name)) == [row["epoch"] for row in history]
+    epochs = sorted(client.get_metric_history(run_id, "epoch"), key=lambda m: m.step)
+    assert [m.value for m in epochs] == [row["epoch"] for row in history]  # one point per epoch, none lost, none doubled
+    for name in ("val_accuracy", "train_loss"):  # on the same global-step axis as the epoch metric
+        assert sorted(m.step for m in client.get_metric_history(run_id, name)) == [m.step for m in epochs]
     running = client.get_metric_history(run_id, "train_loss_running")
     assert len(running) == len({m.step for m in running}) >= 6
     assert client.get_run(run_id).info.status == "FINISHED"

@@ -52,6 +52,14 @@ def pipeline_outputs(tmp_path, tracking_uri):
 def test_data_and_training_tasks(pipeline_outputs):
     o = pipeline_outputs
     tracking, analysis, cleaning, split = o["tracking"], o["analysis"], o["cleaning"], o["split"]
+    # the splits are the run's MLflow datasets: context, a 32-digit digest of the split's sha256, the full hash in the profile
+    inputs = MlflowClient(tracking["tracking_uri"]).get_run(tracking["run_id"]).inputs.dataset_inputs
+    by_context = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset for i in inputs}
+    assert set(by_context) == {"train", "validation", "test"}
+    for context, name in (("train", "train"), ("validation", "val"), ("test", "test")):
+        ds = by_context[context]
+        assert ds.digest == split["sha256"][name][:32] and json.loads(ds.profile)["sha256"] == split["sha256"][name]
+        assert json.loads(ds.profile)["num_rows"] == split["rows"][name]
     assert analysis["stats"]["rows"] == 1200 and analysis["stats"]["rows_read"] == 35124
     assert json.loads(open(tracking["run_dir"] + "/reports/analysis.json").read())["classes"] == 2
     after = json.loads(open(tracking["run_dir"] + "/reports/analysis_after_cleaning.json").read())
@@ -104,7 +112,13 @@ def test_package_registers_a_servable_pyfunc(pipeline_outputs):
     client = MlflowClient(tracking["tracking_uri"])
     v1 = client.get_model_version("textcls-test", "1")
     assert v1.tags["dataset_sha256"] == "x" and len(v1.tags["config_sha256"]) == 64 and v1.tags["git_commit"]
-    assert v1.tags["gate"] == "passed" and float(v1.tags["test_macro_f1"]) == pytest.approx(base["test_macro_f1"])
+    assert v1.tags["gate"] == "passed" and "test_macro_f1" not in v1.tags  # version tags: provenance, not metrics
+    # the metrics sit on the Logged Model, tied to the test dataset; the description is the model card
+    linked = {m.key: m for m in client.get_logged_model(v1.model_id or v1.source.removeprefix("models:/")).metrics}
+    assert linked["test_macro_f1"].value == pytest.approx(base["test_macro_f1"])
+    assert linked["test_macro_f1"].dataset_name.endswith("-test") and len(linked["test_macro_f1"].dataset_digest) == 32
+    assert v1.description.startswith("### textcls-test v1 — @champion") and "models:/textcls-test/1" in v1.description
+    assert "textcls-test" in client.get_registered_model("textcls-test").description
     # the evaluate stage gave the gate its validation metrics: the model and the TF-IDF baseline on val
     assert {"val_macro_f1", "val_accuracy", "baseline_val_macro_f1", "baseline_val_accuracy"} <= set(base)
     assert 0.5 <= base["baseline_val_accuracy"] <= 1.0

@@ -94,7 +94,9 @@ def test_tune_flow_nested_runs_resume_and_final_registration(tmp_path, prefect_s
     # each trial carries its own parameters and its per-epoch validation curve (the compare view needs both)
     assert len({r.data.params["train.lr"] for r in children}) == 3
     done = next(r for r in children if r.data.tags["textcls.tune.state"] == "COMPLETE")
-    assert [m.step for m in client.get_metric_history(done.info.run_id, "val_accuracy")] == [1, 2]
+    epochs = sorted(client.get_metric_history(done.info.run_id, "epoch"), key=lambda m: m.step)
+    assert [m.value for m in epochs] == [1, 2]
+    assert sorted(m.step for m in client.get_metric_history(done.info.run_id, "val_accuracy")) == [m.step for m in epochs]
     # the study is in its own database beside the MLflow store, never in it
     study = optuna.load_study(study_name=t["study_name"], storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert len(study.trials) == 3 and study.trials[0].user_attrs.get("textcls.default_config") is True

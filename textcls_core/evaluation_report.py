@@ -20,6 +20,7 @@ from textcls_core.evaluate import (compare_with_champion, compute_metrics, confu
                                    find_badcases, group_badcases, length_bucket, save_confusion_png,
                                    save_reliability_png, slice_metrics)
 from textcls_core.report import image_html, render_report, table_html
+from textcls_core.tracking_names import per_class_keys
 
 SUMMARY_KEYS = ("accuracy", "macro_f1", "weighted_f1", "roc_auc", "pr_auc", "log_loss", "ece")
 
@@ -78,9 +79,9 @@ def flat_metrics(ev: Evaluation, prefix: str = "test_") -> dict[str, float]:
     """Scalar metrics for MLflow: model, baseline, champion deltas, latency."""
     out = {f"{prefix}{k}": float(ev.metrics[k]) for k in SUMMARY_KEYS if ev.metrics.get(k) is not None}
     out[f"{prefix}badcases"] = float(len(ev.badcases))
-    for i, name in enumerate(ev.labels):
-        for k in ("precision", "recall", "f1"):
-            out[f"{prefix}{k}_class_{i}"] = ev.metrics["per_class"][name][k]
+    for k in ("precision", "recall", "f1"):  # named by class: test_f1/正面 (escaped to what MLflow accepts)
+        for name, key in per_class_keys(f"{prefix}{k}", ev.labels).items():
+            out[key] = ev.metrics["per_class"][name][k]
     if ev.baseline:
         out |= {f"baseline_{prefix}{k}": float(ev.baseline[k]) for k in SUMMARY_KEYS if ev.baseline.get(k) is not None}
     if ev.champion:

@@ -382,7 +382,9 @@ def train_model(model: nn.Module, train_set: EncodedDataset, val_set: EncodedDat
         row = {"epoch": epoch, "train_loss": train_loss, **val, "train_samples_per_s": total_seen / max(elapsed, 1e-9),
                "epoch_seconds": elapsed}
         result.history.append(row)
-        log_metrics({k: v for k, v in row.items() if k != "epoch"}, epoch)
+        # one step axis for every training metric (the optimiser step); the epoch is a metric of its own
+        log_metrics({**{k: v for k, v in row.items() if k not in ("epoch", "train_samples_per_s")}, "epoch": epoch,
+                     "epoch_samples_per_s": row["train_samples_per_s"]}, step)
         if cfg.progress and dist.is_main:
             message(f"epoch {epoch}/{cfg.epochs}: train_loss {train_loss:.4f}  val_loss {val['val_loss']:.4f}  "
                     f"val_acc {val['val_accuracy']:.4f}  val_macro_f1 {val['val_macro_f1']:.4f}  {row['train_samples_per_s']:.0f} samples/s")
