@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.artifacts import evaluate_artifacts_task, link_mlflow_run_task
 from tasks.evaluate import evaluate_registered_task
 from tasks.tracking import finish_tracking, start_tracking
 from textcls_core.config import Config
@@ -16,7 +17,9 @@ def evaluate_text_classifier(model_uri: str, config: Config = Config()) -> dict[
     """Metrics, badcases, suspected label errors and an HTML report for model_uri on config.data."""
     tracking = start_tracking(config)
     try:
+        link_mlflow_run_task(tracking, "evaluate")
         result = evaluate_registered_task(model_uri, config.data, config.evaluate, config.run.seed, tracking)
+        evaluate_artifacts_task(tracking, result)
     except BaseException:
         finish_tracking(tracking, "FAILED")
         raise

@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.artifacts import link_mlflow_run_task, train_artifacts_task
 from tasks.candidates import candidates_task
 from tasks.data import analyze_task, clean_task, split_task
 from tasks.encode import encode_task
@@ -33,6 +34,7 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
     tracking = start_tracking(config, resume_run_id)
     guard = guard_run(tracking, config.run, config.train.epochs)  # stage time bounds; clean stop on SIGTERM/Ctrl-C
     try:
+        link_mlflow_run_task(tracking, "train")  # first, so a running or failed flow run links to its MLflow run
         if resume_run_id:
             config = run_config(tracking["run_dir"])  # the interrupted run's own settings, whatever was passed
         config = resolve_cpus(config)  # run.cpus -> jieba workers and torch threads
@@ -61,6 +63,7 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
                                split["paths"])
         summary = summary_task(tracking, analysis, cleaning, split, trained, evaluation, package, summary_path, stress=stress,
                                candidates=candidates)
+        train_artifacts_task(tracking, cleaning, evaluation, package)  # tables, links and events on the flow run
     except BaseException:
         finish_tracking(tracking, "FAILED")
         raise

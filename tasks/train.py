@@ -6,6 +6,7 @@ import json
 import subprocess
 from collections import deque
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.artifacts import EpochProgress
+from tasks.gpu_limit import gpu_slots, occupy_gpus
 from tasks.tracking import MetricLogger, client_for, get_run_logger, log_artifacts, log_metrics_now
 from tasks.runguard import mark_stage, parquet_rows
 from textcls_core.config import CleanConfig, ModelConfig, TokenizeConfig, TrainConfig
@@ -71,15 +74,15 @@ def _run_encoder(encoded: dict[str, Any], tok_cfg: TokenizeConfig, clean_cfg: Cl
     return TextEncoder(clean_cfg, tokens)
 
 
-@task(name="train", cache_policy=NO_CACHE, tags=["gpu"], retry_condition_fn=retry_unless_user_error)
+@task(name="train", cache_policy=NO_CACHE, retry_condition_fn=retry_unless_user_error)
 def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: TrainConfig, tok_cfg: TokenizeConfig,
                clean_cfg: CleanConfig, seed: int, tracking: dict[str, Any],
                epoch_hook: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Train (resuming from <run>/checkpoints/last.pt when present), keep the best epoch, save <run>/model.
 
-    `prefect concurrency-limit create gpu N` caps how many trainings run at once. epoch_hook(epoch, metrics) is
-    called after each epoch's validation (in-process training only): `textcls tune` reports to Optuna there and
-    stops a pruned trial by raising.
+    On GPU it holds train.devices slots of the Prefect global concurrency limit `textcls-gpu` (tasks/gpu_limit.py).
+    epoch_hook(epoch, metrics) is called after each epoch's validation (in-process training only): `textcls tune`
+    reports to Optuna there and stops a pruned trial by raising.
     """
     mark_stage("train", parquet_rows(encoded["paths"]["train"], encoded["paths"]["val"]))  # watchdog: this stage's time bound starts now
     log = get_run_logger()
@@ -91,12 +94,16 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
                    checkpoint_path=str(run_dir / "checkpoints" / "last.pt"), fingerprint=encoded.get("fingerprint", {}))
     client = client_for(tracking["tracking_uri"])
     metric_logger = MetricLogger(tracking)
+    progress = EpochProgress(train_cfg.epochs, train_cfg.select_metric)  # a Prefect progress artifact, updated per epoch
+    log_metrics = progress.wrap(metric_logger)
     processes = train_cfg.devices * train_cfg.nnodes
+    gpus = ExitStack()  # the GPU slots of the `textcls-gpu` limit, held while training runs (none on CPU)
+    gpus.enter_context(occupy_gpus(gpu_slots(train_cfg.devices, pick_device(train_cfg.device).type)))
     try:  # metrics reach MLflow even when training fails (the resumed run goes on from the checkpoint)
         if processes > 1:
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
             spec_path = spec.to_json(run_dir / "checkpoints" / "fit_spec.json")
-            facts = _run_torchrun(spec, spec_path, train_cfg, metric_logger, log)
+            facts = _run_torchrun(spec, spec_path, train_cfg, log_metrics, log)
             model, _ = prepare_model(spec)
             model.load_state_dict(torch.load(facts["best_path"], map_location="cpu", weights_only=True))
             device = facts["device"]
@@ -105,10 +112,10 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
             dev = pick_device(train_cfg.device)
             device = str(dev)
             log.info("train: %s on %s, checkpoints in %s", model_cfg.name, dev, spec.checkpoint_path)
-            log_fn: Callable[[dict[str, float], int], None] = metric_logger
+            log_fn: Callable[[dict[str, float], int], None] = log_metrics
             if epoch_hook is not None:
                 def log_fn(metrics: dict[str, float], step: int) -> None:
-                    metric_logger(metrics, step)
+                    log_metrics(metrics, step)
                     if train_cfg.select_metric in metrics:  # the per-epoch validation row (step = epoch)
                         epoch_hook(step, metrics)
             model, result = fit(spec, dev, log_metrics=log_fn, message=log.info)
@@ -118,6 +125,8 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
             history = result.history
     finally:
         metric_logger.flush()
+        gpus.close()
+    progress.finish(len(history), facts["stopped_early"])
     n_params = sum(p.numel() for p in model.parameters())
     client.set_tag(tracking["run_id"], "textcls.device", device)
     client.set_tag(tracking["run_id"], "textcls.world_size", str(facts["world_size"]))
