@@ -13,9 +13,8 @@ from typing import Any
 
 from textcls_core.config import load_config
 from textcls_core.data import check_dataset_source
-from textcls_core.encoders import check_pretrained_source
 from textcls_core.errors import ConfigError, TextclsError
-from textcls_core.gate import check_gate_files
+from textcls_core.preflight import preflight
 from textcls_core.redact import redact_text, redact_uri, redact_values
 
 EXIT_USER_ERROR = 2
@@ -98,11 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from tasks.tracking import resolve_resume, resolve_tracking_uri
 
         cfg, resume_run_id = resolve_resume(args.resume, resolve_tracking_uri(cfg.tracking.uri))
-    d = cfg.data
-    check_dataset_source(d.path, d.text_column, d.label_column, d.encoding, cfg.extra_columns())  # before a server or run starts
-    check_gate_files(cfg.registry.eval_set, cfg.registry.regression_set, d.text_column, d.label_column, d.encoding)
-    if cfg.model.name == "transformer":
-        check_pretrained_source(cfg.model.pretrained)
+    preflight(cfg)  # data, gate files, pretrained folder: before a server or run starts (the flow checks again)
     _prepare_env(args)
     from flows.train import train_text_classifier
 
@@ -120,11 +115,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     overrides = [*args.set, *([f"tune.trials={args.trials}"] if args.trials else []),
                  *(["tune.final_run=false"] if args.no_final_run else [])]
     cfg = load_config(args.config, overrides)  # the space, tune.parallel and every key checked before any server starts
-    d = cfg.data
-    check_dataset_source(d.path, d.text_column, d.label_column, d.encoding, cfg.extra_columns())
-    if cfg.model.name == "transformer" or "model.name" in cfg.tune.space:
-        if cfg.model.pretrained:
-            check_pretrained_source(cfg.model.pretrained)
+    preflight(cfg)
     _prepare_env(args)
     from flows.tune import tune_text_classifier
 

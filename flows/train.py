@@ -14,23 +14,26 @@ from tasks.encode_pretrained import encode_pretrained_task
 from tasks.evaluate import evaluate_task
 from tasks.monitor import profile_task
 from tasks.package import package_task
+from tasks.preflight import preflight_task
 from tasks.runguard import guard_run
 from tasks.summary import summary_task
 from tasks.stress import stress_task
 from tasks.train import train_task
-from tasks.tracking import finish_tracking, run_config, start_tracking
+from tasks.tracking import finish_tracking, run_config, start_tracking, train_flow_run_name
 from textcls_core.candidates import plan_candidates
 from textcls_core.config import Config
 from textcls_core.procs import resolve_cpus
 
 
-@flow(name="train-text-classifier", validate_parameters=True)
+@flow(name="train-text-classifier", validate_parameters=True, flow_run_name=train_flow_run_name)
 def train_text_classifier(config: Config = Config(), summary_path: str | None = None,
                           resume_run_id: str | None = None) -> dict[str, Any]:
     """Train, evaluate and register a Chinese text classifier; returns the run summary.
 
     resume_run_id: an interrupted run's MLflow run id; its folder is reused and training resumes from its checkpoint.
     """
+    if not resume_run_id:  # a resumed run re-reads its own checked config
+        preflight_task(config)  # a wrong path, column or gate file fails here, before an MLflow run or any work
     tracking = start_tracking(config, resume_run_id)
     guard = guard_run(tracking, config.run, config.train.epochs)  # stage time bounds; clean stop on SIGTERM/Ctrl-C
     try:

@@ -13,6 +13,7 @@ from prefect.futures import as_completed
 
 from flows.train import train_text_classifier
 from tasks.data import analyze_task, clean_task, split_task
+from tasks.preflight import preflight_task
 from tasks.runguard import guard_run
 from tasks.tracking import client_for, finish_tracking, start_tracking, tune_flow_run_name
 from tasks.tune import ask_trial, best_config, open_study_task, sampling_study, study_trials, tune_report_task, tune_trial_task
@@ -26,6 +27,7 @@ def tune_text_classifier(config: Config = Config(), summary_path: str | None = N
     the best config. Run the same command again to resume an interrupted study; point several workers at one
     tune.storage to share it."""
     started = time.perf_counter()
+    preflight_task(config)  # a wrong path or column fails here, before an MLflow run or any work
     tracking = start_tracking(config)
     guard = guard_run(tracking, config.run, config.train.epochs,
                       resume_hint="the same `textcls tune` command (the study resumes from its database)")

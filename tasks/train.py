@@ -116,8 +116,8 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
             if epoch_hook is not None:
                 def log_fn(metrics: dict[str, float], step: int) -> None:
                     log_metrics(metrics, step)
-                    if train_cfg.select_metric in metrics:  # the per-epoch validation row (step = epoch)
-                        epoch_hook(step, metrics)
+                    if train_cfg.select_metric in metrics:  # the per-epoch validation row (its "epoch" names the epoch)
+                        epoch_hook(int(metrics["epoch"]), metrics)
             model, result = fit(spec, dev, log_metrics=log_fn, message=log.info)
             facts = {"best_epoch": result.best_epoch, "best_score": result.best_score, "best_val_accuracy": result.best_val_accuracy,
                      "stopped_early": result.stopped_early, "resumed_from_step": result.resumed_from_step,

@@ -118,7 +118,7 @@ def test_promotion_trigger_validates_as_a_deployment_event_trigger():
     deployment = _batch_predict_deployment()
     (spec,) = deployment["triggers"]
     trigger = TypeAdapter(DeploymentTriggerTypes).validate_python({**spec, "name": "batch-predict__automation_1"})
-    assert isinstance(trigger, DeploymentEventTrigger) and trigger.enabled
+    assert isinstance(trigger, DeploymentEventTrigger) and not trigger.enabled  # ships off: its input path is a placeholder
     assert trigger.expect == {PROMOTED}
     model_name = deployment["parameters"]["model_uri"].removeprefix("models:/").split("@")[0]
     assert trigger.match.model_dump()["textcls.model.name"] == model_name
@@ -286,7 +286,8 @@ def test_a_promotion_event_starts_batch_predict_with_the_promoted_version(prefec
 
     model = f"textcls-trigger-{uuid.uuid4().hex[:8]}"
     deployment = _batch_predict_deployment()
-    spec = copy.deepcopy(deployment["triggers"][0]) | {"name": f"{model}__automation_1", "match": {"textcls.model.name": model}}
+    spec = copy.deepcopy(deployment["triggers"][0]) | {"name": f"{model}__automation_1", "match": {"textcls.model.name": model},
+                                                       "enabled": True}  # as a user turns it on
     trigger = TypeAdapter(DeploymentTriggerTypes).validate_python(spec)
     with get_client(sync_client=True) as client:
         flow_id = client.create_flow_from_name("batch-predict")
