@@ -228,3 +228,12 @@ class EpochProgress:
         if self.artifact_id is not None:
             _publish(update_progress_artifact, self.artifact_id, 100.0,
                      description=f"training done: {epochs_run} of {self.epochs} epochs" + (" (stopped early)" if stopped_early else ""))
+
+
+def run_artifact_key(what: str) -> str:
+    """artifact_key for the flow this task runs in (train-text-classifier -> textcls-train-<what>, stress-text-classifier
+    -> textcls-stress-<what>, ...), so a stage shared by several flows keeps one history per flow."""
+    from prefect.runtime import flow_run
+
+    name = str(flow_run.flow_name or "run").removesuffix("-text-classifier")
+    return artifact_key(name, what)

@@ -21,6 +21,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from tasks.artifacts import run_artifact_key
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_datasets, log_metrics_now, split_datasets
 from tasks.runguard import file_rows_estimate, mark_stage, parquet_rows
 from textcls_core.analyze import analyze_dataset, format_report, save_analysis_html
@@ -63,7 +64,7 @@ def _place_report(entry: Entry, run_dir: Path, stem: str, title: str) -> list[Pa
     """Copy a report into the run folder and publish its markdown as a Prefect artifact (every run)."""
     files = [entry.copy_to(f"{stem}.{ext}", run_dir / "reports" / f"{stem}.{ext}") for ext in REPORT_FILES]
     if flow_run.id:
-        create_markdown_artifact(f"```\n{files[1].read_text(encoding='utf-8')}```\n", key=stem.replace("_", "-"), description=title)
+        create_markdown_artifact(f"```\n{files[1].read_text(encoding='utf-8')}```\n", key=run_artifact_key(stem), description=title)
     return files
 
 

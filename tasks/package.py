@@ -21,6 +21,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from tasks.artifacts import run_artifact_key
 from tasks.events import GATE_FAILED, REGISTERED, emit_model_event
 from tasks.registry import (append_log, current_champion, load_model_folder, load_version, registry_lock, set_champion,
                             version_for_run)
@@ -106,7 +107,7 @@ def _write_gate_report(gate: GateResult, result: dict[str, Any], tracking: dict[
     for f in ("gate.json", "gate.md"):
         client.log_artifact(tracking["run_id"], str(out / f), "evaluation")
     if flow_run.id:
-        create_markdown_artifact("\n".join(lines), key="textcls-gate", description="textcls promotion gate")
+        create_markdown_artifact("\n".join(lines), key=run_artifact_key("gate"), description="textcls promotion gate")
     return out / "gate.json"
 
 

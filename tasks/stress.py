@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from tasks.artifacts import run_artifact_key
 from tasks.registry import load_registered_classifier
 from tasks.tracking import client_for, get_run_logger, log_metrics_now
 from tasks.runguard import mark_stage
@@ -57,7 +58,7 @@ def publish_stress(clf: ProbaClassifier, frame: pd.DataFrame, cfg: StressConfig,
     for key in ("html", "json", "table", "examples"):
         client.log_artifact(tracking["run_id"], str(files[key]), "evaluation")
     if flow_run.id:
-        create_markdown_artifact(stress_markdown(result, title), key="textcls-stress", description=title)
+        create_markdown_artifact(stress_markdown(result, title), key=run_artifact_key("stress"), description=title)
     worst = result.table.sort_values("flip_rate", ascending=False).head(3) if not result.table.empty else result.table
     log.info("stress: %d texts x %d perturbations in %.1f s; highest flip rates: %s", result.n, len(result.table), seconds,
              ", ".join(f"{r.perturbation} {r.flip_rate:.3f}" for r in worst.itertuples()) or "none")

@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from tasks.artifacts import run_artifact_key
 from tasks.relabel import relabel_lineage
 from tasks.tracking import client_for
 from tasks.runguard import mark_stage
@@ -102,5 +103,5 @@ def summary_task(tracking: dict[str, Any], analysis: dict[str, Any], cleaning: d
     # the run page's Description: the same markdown as the Prefect artifact
     client_for(uri).set_tag(tracking["run_id"], "mlflow.note.content", clip(summary_markdown(summary)))
     if flow_run.id:
-        create_markdown_artifact(summary_markdown(summary), key="textcls-run-summary", description="textcls run summary")
+        create_markdown_artifact(summary_markdown(summary), key=run_artifact_key("summary"), description="textcls run summary")
     return summary

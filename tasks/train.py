@@ -113,13 +113,11 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
             dev = pick_device(train_cfg.device)
             device = str(dev)
             log.info("train: %s on %s, checkpoints in %s", model_cfg.name, dev, spec.checkpoint_path)
-            log_fn: Callable[[dict[str, float], int], None] = log_metrics
-            if epoch_hook is not None:
-                def log_fn(metrics: dict[str, float], step: int) -> None:
-                    log_metrics(metrics, step)
-                    if train_cfg.select_metric in metrics:  # the per-epoch validation row (its "epoch" names the epoch)
-                        epoch_hook(int(metrics["epoch"]), metrics)
-            model, result = fit(spec, dev, log_metrics=log_fn, message=log.info)
+            def with_hook(metrics: dict[str, float], step: int) -> None:
+                log_metrics(metrics, step)
+                if epoch_hook is not None and train_cfg.select_metric in metrics:  # the per-epoch row names its epoch
+                    epoch_hook(int(metrics["epoch"]), metrics)
+            model, result = fit(spec, dev, log_metrics=with_hook, message=log.info)
             facts = {"best_epoch": result.best_epoch, "best_score": result.best_score, "best_val_accuracy": result.best_val_accuracy,
                      "stopped_early": result.stopped_early, "resumed_from_step": result.resumed_from_step,
                      "micro_batch_size": result.micro_batch_size, "steps": result.steps, "world_size": 1}

@@ -40,7 +40,7 @@ from textcls_core.config_reference import render_yaml
 from textcls_core.errors import ConfigError, TextclsError
 from textcls_core.procs import resolve_cpus
 from textcls_core.redact import redact_uri, redact_values
-from textcls_core.tune import Param, apply, default_point, parse_space, suggest
+from textcls_core.tune import apply, default_point, parse_space, suggest
 
 HEARTBEAT_S = 30  # a live trial writes a heartbeat this often
 GRACE_S = 180  # a RUNNING trial without a heartbeat for this long belongs to a dead process: it is failed

@@ -120,7 +120,7 @@ def test_same_rows_bootstrap_decides_and_records(env, events):
     client = env["client"]
     v2 = client.get_model_version(env["name"], "2")
     assert v2.tags["gate"] == "passed" and v2.tags["gate.n_shared_rows"] == "300" and float(v2.tags["gate.ci_low"]) > 0
-    assert v2.description.startswith("champion: ") and "300 shared rows" in v2.description
+    assert v2.description.startswith(f"### {env['name']} v2 — @champion") and "300 shared rows" in v2.description  # the model card
     assert client.get_registered_model(env["name"]).tags[HISTORY_TAG] == '["1"]'
     assert [(e["version"], e["action"]) for e in read_log(client, env["name"])] == [
         ("1", "registered"), ("1", "champion"), ("2", "registered"), ("2", "champion"), ("3", "registered"), ("3", "challenger")]
