@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from tasks.artifacts import link_mlflow_run_task, train_artifacts_task
-from tasks.candidates import candidates_task
+from tasks.candidates import candidates_bound, candidates_task, start_side_work_task, stop_side_work
 from tasks.data import analyze_task, clean_task, split_task
 from tasks.encode import encode_task
 from tasks.encode_pretrained import encode_pretrained_task
@@ -44,16 +44,23 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
         analysis = analyze_task(config.data, config.extra_columns(), config.run.seed, tracking, max_len=config.tokenize.max_len)
         cleaning = clean_task(analysis["raw_path"], config.clean, tracking, max_len=config.tokenize.max_len)
         split = split_task(cleaning["clean_path"], config.split, config.run.seed, tracking)
-        trained = None  # no network when model.candidates holds only tfidf_lr (or model.name is tfidf_lr)
-        if plan_candidates(config.model, config.evaluate.baseline).train_network:
+        trained, side = None, None  # no network when model.candidates holds only tfidf_lr (or model.name is tfidf_lr)
+        plan = plan_candidates(config.model, config.evaluate.baseline)
+        if plan.train_network:
             if config.model.name == "transformer":
                 encoded = encode_pretrained_task(split["paths"], config.tokenize, config.model, tracking, config.clean)
             else:
                 encoded = encode_task(split["paths"], config.tokenize, tracking, config.clean)
+            if plan.train_tfidf:  # tfidf_lr and the label-error search need no network: a child process, beside training
+                side = start_side_work_task(split["paths"], config.model, config.tokenize, config.clean,
+                                            config.train.select_metric, config.evaluate.label_error_folds,
+                                            config.run.seed, tracking)
             train = train_task.with_options(retries=config.train.retries, retry_delay_seconds=5)
             trained = train(encoded, config.model, config.train, config.tokenize, config.clean, config.run.seed, tracking)
         candidates = candidates_task(split["paths"], trained["model_dir"] if trained else None, config.model, config.tokenize,
-                                     config.clean, config.train.select_metric, config.evaluate.baseline, config.run.seed, tracking)
+                                     config.clean, config.train.select_metric, config.evaluate.baseline, config.run.seed, tracking,
+                                     side=side, label_error_folds=config.evaluate.label_error_folds,
+                                     timeout_s=candidates_bound(config.run, split))
         model_dir = candidates["model_dir"]  # the best candidate on validation is what is evaluated, gated and shipped
         evaluation = evaluate_task(model_dir, split["paths"], config.evaluate, config.registry.model_name,
                                    config.run.seed, tracking, source_path=config.data.path, candidates=candidates)
@@ -68,6 +75,7 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
                                candidates=candidates)
         train_artifacts_task(tracking, cleaning, evaluation, package)  # tables, links and events on the flow run
     except BaseException:
+        stop_side_work()
         finish_tracking(tracking, "FAILED")
         raise
     finally:

@@ -4,6 +4,7 @@ pick the one that ships (the best on validation; test is reported, never used to
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,46 +13,88 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.data import segment_splits
+from tasks.data import record_cache_state
 from tasks.runguard import mark_stage, parquet_rows
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_metrics_now
 from textcls_core.candidates import choose_candidate, display_name, paired_se, plan_candidates, score
 from textcls_core.classifiers import load_classifier
-from textcls_core.clean import prepare_texts
-from textcls_core.config import CleanConfig, ModelConfig, TokenizeConfig
+from textcls_core.config import CleanConfig, ModelConfig, RunConfig, TokenizeConfig
 from textcls_core.ensemble import EnsembleClassifier, crossfit_proba, fit_weight
 from textcls_core.split import SPLITS
-from textcls_core.tfidf_model import TfidfSettings, fit_tfidf_lr
+from textcls_core.watchdog import stage_bound
+from textcls_core.side_work import SideProcess, TfidfJob, TfidfOutcome, raw_texts as _raw, run_tfidf_job
 
 
-def _raw(frame: pd.DataFrame) -> list[str]:
-    return frame["raw_text" if "raw_text" in frame.columns else "text"].tolist()
+_SIDE: dict[str, SideProcess] = {}  # running side processes of this flow process, by their output folder
 
 
-def _fit_tfidf(frames: dict[str, pd.DataFrame], y: dict[str, np.ndarray], labels: list[str], model_cfg: ModelConfig,
-               tok_cfg: TokenizeConfig, clean_cfg: CleanConfig, select_metric: str, tracking: dict[str, Any],
-               scored: tuple[str, ...] = ("val", "test")):
-    """tfidf_lr fitted on train, settings picked on val; returns it and its probabilities on the `scored` splits
-    (`textcls tune` trials pass ("val",): the search never reads the test split)."""
-    splits = ("train", "val", *[s for s in scored if s != "val"])
-    prepared = {name: prepare_texts(_raw(frames[name]), clean_cfg, tok_cfg.max_len) for name in splits}
-    words = None
-    if any("word" in fs for fs in model_cfg.tfidf_features):  # the encode stage's segmentation: a cache hit
-        words = segment_splits(prepared, tok_cfg.workers, tracking, record_as="segment_tfidf")
-    base = TfidfSettings(model_cfg.tfidf_char_ngrams, model_cfg.tfidf_word_ngrams, model_cfg.tfidf_min_df, tok_cfg.max_len)
-    clf = fit_tfidf_lr(prepared["train"], y["train"], prepared["val"], y["val"], labels, clean_cfg, base,
-                       model_cfg.tfidf_features, model_cfg.tfidf_c, select_metric,
-                       words=(words["train"], words["val"]) if words else None, prepared=True)
-    probs = {name: clf.proba_from_features(clf.features(prepared[name], words[name] if words else None)) for name in scored}
-    return clf, probs
+def _job(split_paths: dict[str, str], labels: list[str], model_cfg: ModelConfig, tok_cfg: TokenizeConfig,
+         clean_cfg: CleanConfig, select_metric: str, label_error_folds: int, seed: int, tracking: dict[str, Any],
+         scored: tuple[str, ...] = ("val", "test"), threads: int = 1) -> TfidfJob:
+    return TfidfJob(split_paths, labels, model_cfg, tok_cfg, clean_cfg, select_metric,
+                    str(Path(tracking["run_dir"]) / "candidates" / "side"), label_error_folds, seed,
+                    tracking.get("cache_dir") or "", scored, threads)
+
+
+def run_labels(split_paths: dict[str, str]) -> list[str]:
+    """The run's label order: sorted train labels, as the encode stages write it."""
+    return sorted(pd.read_parquet(split_paths["train"], columns=["label"])["label"].unique().tolist())
+
+
+def fit_tfidf_in_process(job: TfidfJob, tracking: dict[str, Any], frames: dict[str, pd.DataFrame] | None = None) -> TfidfOutcome:
+    """The side work run here, in this process (tune trials, a run without a side process); logs the cache state."""
+    outcome = run_tfidf_job(job, frames)
+    log_metrics_now(tracking, record_cache_state(tracking, "segment_tfidf", outcome.segment_cache))
+    return outcome
+
+
+@task(name="side-work", cache_policy=NO_CACHE)
+def start_side_work_task(split_paths: dict[str, str], model_cfg: ModelConfig, tok_cfg: TokenizeConfig,
+                         clean_cfg: CleanConfig, select_metric: str, label_error_folds: int, seed: int,
+                         tracking: dict[str, Any]) -> dict[str, Any]:
+    """Start the work that does not need the network (the tfidf_lr candidate, the out-of-fold label-error
+    probabilities) in a child process, to run while the network trains; the candidates stage collects it.
+    Returns at once with the child's output folder."""
+    job = _job(split_paths, run_labels(split_paths), model_cfg, tok_cfg, clean_cfg, select_metric, label_error_folds,
+               seed, tracking)
+    side = SideProcess(job)
+    _SIDE[job.out_dir] = side
+    get_run_logger().info("side-work: tfidf_lr candidate%s started in process %d beside training",
+                          " and the label-error search" if label_error_folds else "", side.process.pid)
+    return {"out_dir": job.out_dir, "pid": side.process.pid, "label_error_folds": label_error_folds}
+
+
+def collect_side_work(side: dict[str, Any] | None, timeout_s: float) -> TfidfOutcome | None:
+    """The side process's outcome (waits up to timeout_s); None when there is no process of this flow process to
+    collect (then the caller computes the same thing in-process)."""
+    if not side or side["out_dir"] not in _SIDE:
+        return None
+    proc = _SIDE.pop(side["out_dir"])
+    waited = time.perf_counter()
+    outcome = proc.result(timeout_s)
+    get_run_logger().info("candidates: side work took %.1f s in its process (%s); waited %.1f s for it after training",
+                          outcome.seconds, ", ".join(f"{k} {v:.1f} s" for k, v in outcome.timings.items()),
+                          time.perf_counter() - waited)
+    return outcome
+
+
+def stop_side_work() -> None:
+    """Stop every side process this flow process started (a failed run must not leave one behind)."""
+    while _SIDE:
+        _SIDE.popitem()[1].stop()
 
 
 @task(name="candidates", cache_policy=NO_CACHE)
 def candidates_task(split_paths: dict[str, str], network_dir: str | None, model_cfg: ModelConfig, tok_cfg: TokenizeConfig,
                     clean_cfg: CleanConfig, select_metric: str, baseline: bool, seed: int,
-                    tracking: dict[str, Any]) -> dict[str, Any]:
+                    tracking: dict[str, Any], side: dict[str, Any] | None = None, label_error_folds: int = 0,
+                    timeout_s: float = 900.0) -> dict[str, Any]:
     """Every candidate in model.candidates on the same splits; writes <run>/candidates/<name>/ and
-    reports/candidates.json; returns the chosen model folder, the reason, and the tfidf_lr folder (the baseline)."""
+    reports/candidates.json; returns the chosen model folder, the reason, the tfidf_lr folder (the baseline) and
+    the out-of-fold label-error probabilities (oof_path, when label_error_folds > 0 and tfidf_lr was fitted).
+
+    side: start_side_work_task's result: tfidf_lr was fitted in a child process while the network trained, and is
+    collected here (waiting at most timeout_s); without it the same function runs here."""
     mark_stage("candidates", parquet_rows(split_paths["train"], split_paths["val"]))  # watchdog: this stage's bound starts now
     log = get_run_logger()
     run_dir = Path(tracking["run_dir"])
@@ -67,10 +110,22 @@ def candidates_task(split_paths: dict[str, str], network_dir: str | None, model_
     if network is not None and network_dir:
         dirs["model"] = network_dir
         probs["model"] = {name: network.predict_proba(_raw(frames[name])) for name in ("val", "test")}
-    tfidf = None
+    tfidf, oof_path = None, None
     if plan.train_tfidf:
-        tfidf, probs["tfidf_lr"] = _fit_tfidf(frames, y, labels, model_cfg, tok_cfg, clean_cfg, select_metric, tracking)
+        outcome = collect_side_work(side, timeout_s)
+        if outcome is None:
+            job = _job(split_paths, labels, model_cfg, tok_cfg, clean_cfg, select_metric, label_error_folds, seed, tracking)
+            outcome = fit_tfidf_in_process(job, tracking, frames)
+        else:
+            log_metrics_now(tracking, record_cache_state(tracking, "segment_tfidf", outcome.segment_cache)
+                            | {"side_work_seconds": outcome.seconds})
+        tfidf, probs["tfidf_lr"] = outcome.clf, outcome.probs
+        if list(tfidf.labels) != labels:  # both are the sorted train labels; a mismatch would misalign every column
+            raise RuntimeError(f"tfidf_lr was fitted with labels {tfidf.labels}, the network with {labels}")
         dirs["tfidf_lr"] = str(tfidf.save(run_dir / "candidates" / "tfidf_lr"))
+        if outcome.oof is not None:
+            oof_path = run_dir / "candidates" / "label_error_oof.npz"
+            np.savez(oof_path, oof=outcome.oof)
         facts["tfidf_lr"] = {"features": tfidf.settings.features, "c": tfidf.settings.c, "search": tfidf.search}
         log.info("candidates: tfidf_lr picked features %s, C %g on validation", tfidf.settings.features, tfidf.settings.c)
     val_probs = {name: probs[name]["val"] for name in probs}
@@ -109,4 +164,12 @@ def candidates_task(split_paths: dict[str, str], network_dir: str | None, model_
     for note in plan.notes:
         log.info("candidates: %s", note)
     return {"chosen": chosen, "chosen_name": names[chosen], "model_dir": dirs[chosen], "reason": reason,
-            "baseline_dir": dirs.get("tfidf_lr"), "table": table, "notes": plan.notes, "path": str(path)}
+            "baseline_dir": dirs.get("tfidf_lr"), "table": table, "notes": plan.notes, "path": str(path),
+            "oof_path": str(oof_path) if oof_path else None}
+
+
+
+def candidates_bound(run_cfg: RunConfig, split: dict[str, Any]) -> float:
+    """The candidates stage's watchdog bound (run.stage_timeout_s, scaled by the rows): also the longest wait for
+    the side process."""
+    return stage_bound("candidates", run_cfg.stage_timeout_s, sum(split["rows"].values()), run_cfg.stage_timeout_rows)

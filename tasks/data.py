@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -25,12 +23,11 @@ from tasks.artifacts import run_artifact_key
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_datasets, log_metrics_now, split_datasets
 from tasks.runguard import file_rows_estimate, mark_stage, parquet_rows
 from textcls_core.analyze import analyze_dataset, format_report, save_analysis_html
-from textcls_core.cache import Entry, StageCache, code_version, file_sha256, fingerprint, texts_sha256
+from textcls_core.cache import Entry, StageCache, code_version, file_sha256, fingerprint, segment_with_cache
 from textcls_core.clean import check_quality, clean_dataset
 from textcls_core.config import CleanConfig, DataConfig, SplitConfig
 from textcls_core.data import read_dataset, sample_rows
 from textcls_core.split import SPLITS, hash_frame, remove_cross_split_duplicates, split_by_hash, split_dataset
-from textcls_core.tokenize import segment_texts
 
 REPORT_FILES = ("json", "md", "html")
 # what each stage's output depends on besides its input and config: a change here re-computes it
@@ -44,13 +41,16 @@ def stage_cache(tracking: dict[str, Any]) -> StageCache:
     return StageCache.at(tracking.get("cache_dir") or None)
 
 
-def _record_cache(tracking: dict[str, Any], stage: str, cache: StageCache, entry: Entry | None, hit: bool) -> dict[str, float]:
+def record_cache_state(tracking: dict[str, Any], stage: str, state: str, where: str = "") -> dict[str, float]:
     """Tag textcls.cache.<stage> = hit | miss | off, log it, and return the cache_hit_<stage> metric to log."""
-    state = "off" if cache.root is None else "hit" if hit else "miss"
     client_for(tracking["tracking_uri"]).set_tag(tracking["run_id"], f"textcls.cache.{stage}", state)
-    where = f" ({entry.path})" if entry is not None and not entry.scratch else ""
-    get_run_logger().info("%s: cache %s%s", stage, state, where)
-    return {f"cache_hit_{stage}": 1.0 if hit else 0.0}
+    get_run_logger().info("%s: cache %s%s", stage, state, f" ({where})" if where else "")
+    return {f"cache_hit_{stage}": 1.0 if state == "hit" else 0.0}
+
+
+def _record_cache(tracking: dict[str, Any], stage: str, cache: StageCache, entry: Entry | None, hit: bool) -> dict[str, float]:
+    state = "off" if cache.root is None else "hit" if hit else "miss"
+    return record_cache_state(tracking, stage, state, str(entry.path) if entry is not None and not entry.scratch else "")
 
 
 def _write_report(stats: dict[str, Any], df: pd.DataFrame, out_dir: Path, stem: str, title: str) -> None:
@@ -224,24 +224,8 @@ def segment_splits(texts_by_split: dict[str, list[str]], workers: int, tracking:
     cache = stage_cache(tracking)
     names = [name for name in SPLITS if name in texts_by_split]  # tune's tfidf_lr trials pass train and val only
     texts = [t for name in names for t in texts_by_split[name]]
-    computed: dict[str, list[list[str]]] = {}
-
-    def build(folder: Path) -> dict[str, Any]:
-        computed["tokens"] = segment_texts(texts, workers)
-        pq.write_table(pa.table({"tokens": pa.array(computed["tokens"], type=pa.list_(pa.string()))}), folder / "tokens.parquet")
-        return {"texts": len(texts)}
-
-    entry, hit = None, False
-    if cache.root is None:
-        tokens = segment_texts(texts, workers)
-    else:
-        entry = cache.run("segment", fingerprint("segment", texts_sha256(texts), code_version("textcls_core.tokenize")), build,
-                          scratch=Path(tracking["run_dir"]))
-        hit, tokens = entry.hit, computed.get("tokens")
-        if tokens is None:
-            tokens = pq.read_table(entry.file("tokens.parquet")).column("tokens").to_pylist()
-            assert len(tokens) == len(texts), f"cache entry {entry.path} holds {len(tokens)} token lists for {len(texts)} texts"
-    log_metrics_now(tracking, _record_cache(tracking, record_as, cache, entry, hit))
+    tokens, state = segment_with_cache(texts, workers, cache, Path(tracking["run_dir"]))
+    log_metrics_now(tracking, record_cache_state(tracking, record_as, state))
     out, start = {}, 0
     for name in names:
         n = len(texts_by_split[name])

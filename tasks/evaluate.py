@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -62,8 +63,10 @@ def evaluate_task(model_dir: str, split_paths: dict[str, str], eval_cfg: Evaluat
     champ_version, champion = champion_classifier(model_name, tracking["tracking_uri"]) if eval_cfg.compare_champion else (None, None)
     if champ_version:
         log.info("evaluate: comparing with %s version %s (@champion) on the same test split", model_name, champ_version)
+    oof_path = (candidates or {}).get("oof_path")
+    oof = np.load(oof_path, allow_pickle=False)["oof"] if oof_path else None  # tfidf_lr's features, computed beside training
     ev = assess_classifier(clf, test, eval_cfg, baseline, pd.concat([train, val], ignore_index=True), champion, seed, log,
-                           source_file_sha256(source_path))
+                           source_file_sha256(source_path), oof=oof)
     ev.extra["champion_version"] = champ_version
     if candidates:
         ev.extra["candidates"] = {k: candidates[k] for k in ("table", "chosen_name", "reason", "notes")}

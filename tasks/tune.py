@@ -28,7 +28,7 @@ from mlflow.entities import Param as MlflowParam
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.candidates import _fit_tfidf
+from tasks.candidates import fit_tfidf_in_process
 from tasks.encode import encode_task
 from tasks.encode_pretrained import encode_pretrained_task
 from tasks.runguard import mark_stage
@@ -40,6 +40,7 @@ from textcls_core.config_reference import render_yaml
 from textcls_core.errors import ConfigError, TextclsError
 from textcls_core.procs import resolve_cpus
 from textcls_core.redact import redact_uri, redact_values
+from textcls_core.side_work import TfidfJob
 from textcls_core.tune import apply, default_point, parse_space, suggest
 
 HEARTBEAT_S = 30  # a live trial writes a heartbeat this often
@@ -181,7 +182,9 @@ def _score_tfidf(cfg: Config, split_paths: dict[str, str], tracking: dict[str, A
     labels = sorted(frames["train"]["label"].unique().tolist())
     index = {name: i for i, name in enumerate(labels)}
     y = {name: frames[name]["label"].map(index).to_numpy() for name in ("train", "val")}
-    _, probs = _fit_tfidf(frames, y, labels, cfg.model, cfg.tokenize, cfg.clean, cfg.train.select_metric, tracking, scored=("val",))
+    job = TfidfJob(split_paths, labels, cfg.model, cfg.tokenize, cfg.clean, cfg.train.select_metric,
+                   str(Path(tracking["run_dir"]) / "candidates" / "side"), cache_dir=tracking.get("cache_dir") or "", scored=("val",))
+    probs = fit_tfidf_in_process(job, tracking, frames).probs
     return float(score(y["val"], probs["val"], labels)[cfg.train.select_metric.removeprefix("val_")])
 
 

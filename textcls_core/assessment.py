@@ -34,10 +34,12 @@ def aligned_proba(clf: Any, texts: list[str], labels: list[str], batch_size: int
 
 def assess_classifier(clf: Any, test: pd.DataFrame, eval_cfg: EvaluateConfig, baseline: Any | None,
                       label_pool: pd.DataFrame | None, champion: Any | None, seed: int, log: Any,
-                      source_sha256: str = ""):
+                      source_sha256: str = "", oof: np.ndarray | None = None):
     """Score clf (any model kind) on one labelled frame beside `baseline` (the run's tfidf_lr candidate, or None);
     the label-error search runs over `label_pool` (its queue records source_sha256, the file its row ids refer to,
-    for `textcls relabel apply`)."""
+    for `textcls relabel apply`). oof: out-of-fold probabilities of label_pool's rows, in its order and clf.labels'
+    column order, when the caller has them (the candidates stage computes them from tfidf_lr's features); else a
+    char n-gram baseline computes them here."""
     labels = clf.labels
     y = label_ids(test, labels)
     texts = test["text"].tolist()
@@ -48,7 +50,10 @@ def assess_classifier(clf: Any, test: pd.DataFrame, eval_cfg: EvaluateConfig, ba
     baseline_probs = aligned_proba(baseline, raw, labels, eval_cfg.batch_size) if baseline is not None else None
     if eval_cfg.label_error_folds and label_pool is not None:
         pool_y = label_ids(label_pool, labels)
-        oof = out_of_fold_proba(label_pool["text"].tolist(), pool_y, len(labels), eval_cfg.label_error_folds, seed)
+        if oof is None:
+            oof = out_of_fold_proba(label_pool["text"].tolist(), pool_y, len(labels), eval_cfg.label_error_folds, seed)
+        elif oof.shape != (len(label_pool), len(labels)):
+            raise ValueError(f"out-of-fold probabilities of shape {oof.shape} for {len(label_pool)} rows and {len(labels)} labels")
         relabel = find_suspect_labels(label_pool, pool_y, oof, labels, source_sha256)
         log.info("evaluate: %d suspected label errors in %d rows", len(relabel), len(label_pool))
     champion_probs = aligned_proba(champion, raw, labels, eval_cfg.batch_size) if champion is not None else None

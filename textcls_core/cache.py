@@ -196,3 +196,31 @@ def _write_atomic(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def segment_with_cache(texts: list[str], workers: int, cache: StageCache, scratch: Path) -> tuple[list[list[str]], str]:
+    """jieba words of `texts` (textcls_core.tokenize.segment_texts) through the cache: the entry is keyed by the texts'
+    content hash and the segmentation code, so the encode stage, the tfidf_lr candidate (in its own process) and a
+    re-run share one segmentation. Returns the words and the cache state: "hit", "miss" or "off"."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from textcls_core.tokenize import segment_texts
+
+    if cache.root is None:
+        return segment_texts(texts, workers), "off"
+    computed: dict[str, list[list[str]]] = {}
+
+    def build(folder: Path) -> dict[str, Any]:
+        computed["tokens"] = segment_texts(texts, workers)
+        pq.write_table(pa.table({"tokens": pa.array(computed["tokens"], type=pa.list_(pa.string()))}), folder / "tokens.parquet")
+        return {"texts": len(texts)}
+
+    entry = cache.run("segment", fingerprint("segment", texts_sha256(texts), code_version("textcls_core.tokenize")), build,
+                      scratch=scratch)
+    tokens = computed.get("tokens")
+    if tokens is None:
+        tokens = pq.read_table(entry.file("tokens.parquet")).column("tokens").to_pylist()
+        if len(tokens) != len(texts):
+            raise RuntimeError(f"cache entry {entry.path} holds {len(tokens)} token lists for {len(texts)} texts")
+    return tokens, "hit" if entry.hit else "miss"

@@ -195,7 +195,8 @@ def new_probe(labels: list[str], clean_cfg: CleanConfig, settings: TfidfSettings
 def fit_tfidf_lr(train_texts: Sequence[object], y_train: Sequence[int], val_texts: Sequence[object], y_val: Sequence[int],
                  labels: list[str], clean_cfg: CleanConfig, base: TfidfSettings, feature_sets: Sequence[str],
                  c_values: Sequence[float], select_metric: str = "val_accuracy",
-                 words: tuple[list[list[str]], list[list[str]]] | None = None, prepared: bool = False) -> TfidfClassifier:
+                 words: tuple[list[list[str]], list[list[str]]] | None = None, prepared: bool = False,
+                 keep: dict[str, sp.csr_matrix] | None = None) -> TfidfClassifier:
     """Fit every (feature set, C) on train and pick one on validation (`select_metric`): the default setting (the first
     feature set with the middle C) unless another one beats it by more than one paired standard error of the
     difference; then the best (ties: the earlier one). On a few dozen validation texts the best of nine settings is
@@ -205,7 +206,8 @@ def fit_tfidf_lr(train_texts: Sequence[object], y_train: Sequence[int], val_text
     stage's cached segmentation), else they are segmented here; prepared=True: the texts already went through
     prepare_texts with these settings (it is a fixpoint, so this only saves the second pass). The vocabularies are fitted once on train; a feature
     set is a subset of the l2-normalised blocks, so trying several costs only the regressions. Each C warm-starts
-    from the previous one's weights (same optimum, fewer steps).
+    from the previous one's weights (same optimum, fewer steps). keep: a dict that receives the chosen feature set's
+    train and val matrices ("train", "val"), for work that reuses them (the out-of-fold label-error search).
     """
     y_train, y_val = np.asarray(y_train), np.asarray(y_val)
     needed = sorted({b for fs in feature_sets for b in fs.split("+")})
@@ -219,11 +221,13 @@ def fit_tfidf_lr(train_texts: Sequence[object], y_train: Sequence[int], val_text
     x_val = {b: blocks[b].transform(grams_val[b]) for b in needed}
     classes = np.unique(y_train)
     tried: list[tuple[float, TfidfClassifier, np.ndarray]] = []
+    stacked: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]] = {}
     search: list[dict[str, Any]] = []
     for fs in feature_sets:
         parts = fs.split("+")
         xt = sp.hstack([x_train[b] for b in parts], format="csr")
         xv = sp.hstack([x_val[b] for b in parts], format="csr")
+        stacked[fs] = (xt, xv)
         lr = LogisticRegression(max_iter=2000, warm_start=True)
         for c in c_values:
             lr.set_params(C=float(c)).fit(xt, y_train)
@@ -239,4 +243,6 @@ def fit_tfidf_lr(train_texts: Sequence[object], y_train: Sequence[int], val_text
     se = paired_se(y_val, best[2], default[2], select_metric)
     chosen = default if best[0] - default[0] <= se else best
     chosen[1].search = search
+    if keep is not None:
+        keep["train"], keep["val"] = stacked[chosen[1].settings.features]
     return chosen[1]
