@@ -15,6 +15,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.artifacts import EpochProgress
+from tasks.candidates import CoreShare
 from tasks.gpu_limit import gpu_slots, occupy_gpus
 from tasks.tracking import MetricLogger, client_for, get_run_logger, log_artifacts, log_metrics_now, system_metrics
 from tasks.runguard import mark_stage, parquet_rows
@@ -88,8 +89,9 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
     log = get_run_logger()
     run_dir = Path(tracking["run_dir"])
     labels: list[str] = encoded["labels"]
+    share = CoreShare(train_cfg.num_threads or torch.get_num_threads())  # a core for the side process while it runs
     spec = FitSpec(train_path=encoded["paths"]["train"], val_path=encoded["paths"]["val"], labels=labels,
-                   model=model_cfg.model_dump(), train=train_cfg.model_dump(), max_len=tok_cfg.max_len, seed=seed,
+                   model=model_cfg.model_dump(), train=train_cfg.model_dump() | {"num_threads": share.wanted()}, max_len=tok_cfg.max_len, seed=seed,
                    vocab_size=encoded["vocab_size"], pad_id=encoded.get("pad_id", PAD_ID),
                    checkpoint_path=str(run_dir / "checkpoints" / "last.pt"), fingerprint=encoded.get("fingerprint", {}))
     client = client_for(tracking["tracking_uri"])
@@ -114,6 +116,7 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
             device = str(dev)
             log.info("train: %s on %s, checkpoints in %s", model_cfg.name, dev, spec.checkpoint_path)
             def with_hook(metrics: dict[str, float], step: int) -> None:
+                share.adjust()  # one core to the side process while it runs, all of them again once it is done
                 log_metrics(metrics, step)
                 if epoch_hook is not None and train_cfg.select_metric in metrics:  # the per-epoch row names its epoch
                     epoch_hook(int(metrics["epoch"]), metrics)
@@ -125,6 +128,7 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
     finally:
         metric_logger.flush()
         gpus.close()
+        share.restore()
     progress.finish(len(history), facts["stopped_early"])
     n_params = sum(p.numel() for p in model.parameters())
     client.set_tag(tracking["run_id"], "textcls.device", device)

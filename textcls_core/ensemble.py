@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from textcls_core.proba import proba_frame
+from textcls_core.tokenize import shared_segmentation
 
 KIND = "ensemble"
 WEIGHT_GRID = np.linspace(0.0, 1.0, 21)  # steps of 0.05: finer is noise on a validation split of a few thousand texts
@@ -88,7 +89,8 @@ class EnsembleClassifier:
 
     def predict_proba(self, texts: Sequence[object], batch_size: int = 256) -> np.ndarray:
         texts = list(texts)
-        return sum(w * m.predict_proba(texts, batch_size) for w, m in zip(self.weights, self.members))
+        with shared_segmentation():  # both members clean and segment the same texts: jieba runs once per text
+            return sum(w * m.predict_proba(texts, batch_size) for w, m in zip(self.weights, self.members))
 
     def predict(self, texts: Sequence[object], batch_size: int = 256) -> pd.DataFrame:
         """One row per text: label, score (its probability) and prob_<label> for every class."""

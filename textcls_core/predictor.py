@@ -59,15 +59,24 @@ class TextClassifier:
         return self.encoder.encode(texts)
 
     def predict_proba_ids(self, ids: list[list[int]], batch_size: int = 256) -> np.ndarray:
-        """Class probabilities [N, C] for already-encoded texts, in input order."""
+        """Class probabilities [N, C] for already-encoded texts, in input order.
+
+        Texts are batched in length order, so a batch pads to about its own texts' length rather than to the longest
+        text among 256 random ones; the models ignore padding (masked pooling, packed LSTM, attention mask), so this
+        changes the work, not the predictions."""
         collate = partial(collate_batch, max_len=self.max_len, min_len=min_batch_len(self.model_cfg), pad_id=self.encoder.pad_id)
-        loader = DataLoader(EncodedDataset(ids), batch_size=batch_size, shuffle=False, collate_fn=collate)
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        loader = DataLoader(EncodedDataset([ids[i] for i in order]), batch_size=batch_size, shuffle=False, collate_fn=collate)
         out = []
         self.model.eval()
         with torch.inference_mode():  # no graph, no memory growth over a long evaluation
             for batch_ids, _ in loader:
                 out.append(logits_to_proba(self.model(batch_ids.to(self.device))).cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+        if not out:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        probs = np.empty((len(ids), len(self.labels)), dtype=np.float32)
+        probs[order] = torch.cat(out).numpy()
+        return probs
 
     def predict_proba(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
         return self.predict_proba_ids(self.encode(texts), batch_size)

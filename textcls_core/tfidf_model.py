@@ -10,7 +10,7 @@ validation split by `fit_tfidf_lr`.
 from __future__ import annotations
 
 import json
-import math
+from itertools import chain, repeat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,18 +65,16 @@ class _Block:
     idf: np.ndarray
 
     def transform(self, grams: list[list[str]]) -> sp.csr_matrix:
-        rows, cols, vals = [], [], []
-        for r, items in enumerate(grams):
-            counts: dict[int, int] = {}
-            for g in items:
-                j = self.vocab.get(g)
-                if j is not None:
-                    counts[j] = counts.get(j, 0) + 1
-            for j, c in counts.items():
-                rows.append(r)
-                cols.append(j)
-                vals.append((1.0 + math.log(c)) * self.idf[j])
-        m = sp.csr_matrix((vals, (rows, cols)), shape=(len(grams), len(self.vocab)), dtype=np.float64)
+        """Counts -> (1 + log count) * idf -> l2-normalised rows; the per-gram work is one dict lookup, the rest is
+        numpy (a pure-Python count loop took 2x jieba's time on the same texts)."""
+        flat = list(chain.from_iterable(grams))
+        cols = np.array(list(map(self.vocab.get, flat, repeat(-1, len(flat)))), dtype=np.int64)
+        rows = np.repeat(np.arange(len(grams), dtype=np.int64), [len(items) for items in grams])
+        known = cols >= 0
+        m = sp.csr_matrix((np.ones(int(known.sum())), (rows[known], cols[known])), shape=(len(grams), len(self.vocab)),
+                          dtype=np.float64)  # duplicates are summed: the counts
+        m.sum_duplicates()
+        m.data = (1.0 + np.log(m.data)) * self.idf[m.indices]
         norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
         norms[norms == 0] = 1.0
         return sp.csr_matrix(sp.diags(1.0 / norms) @ m)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from concurrent.futures import ProcessPoolExecutor
 from types import ModuleType
 
@@ -49,14 +51,39 @@ def _segment_chunk(texts: list[str]) -> list[list[str]]:
     return [[w for w in lcut(t) if w.strip()] for t in texts]
 
 
+_SHARED: ContextVar[dict[str, list[str]] | None] = ContextVar("textcls_shared_segmentation", default=None)
+
+
+@contextmanager
+def shared_segmentation() -> Iterator[None]:
+    """Inside this block a text is segmented once: an ensemble's members, which read the same cleaned text, share
+    jieba's work instead of doing it once each. The memo lives only as long as the block (one prediction call)."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
 def segment_texts(texts: Iterable[str], workers: int = 1, min_parallel: int = PARALLEL_MIN_TEXTS) -> list[list[str]]:
     """jieba words per text, whitespace-only tokens removed; same result and order for any `workers`.
 
     With workers > 1 (0 = one per core) and at least `min_parallel` texts, contiguous chunks are
     segmented in a process pool (our own rather than jieba.enable_parallel, which is POSIX-only and
-    switches jieba globally; see _pool_context for how workers start).
+    switches jieba globally; see _pool_context for how workers start). Inside `shared_segmentation()`
+    texts already segmented in the block are not segmented again.
     """
     texts = list(texts)
+    memo = _SHARED.get()
+    if memo is not None:
+        missing = list(dict.fromkeys(t for t in texts if t not in memo))
+        if missing:
+            memo.update(zip(missing, _segment(missing, workers, min_parallel)))
+        return [list(memo[t]) for t in texts]
+    return _segment(texts, workers, min_parallel)
+
+
+def _segment(texts: list[str], workers: int, min_parallel: int) -> list[list[str]]:
     n_workers = min(resolve_workers(workers), max(len(texts), 1))
     if n_workers <= 1 or len(texts) < min_parallel:
         return _segment_chunk(texts)
