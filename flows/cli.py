@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import json
 import logging
 import os
 import signal
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +88,83 @@ def _prepare_env(args: argparse.Namespace) -> None:
         _quiet_prefect_user_errors()
 
 
+class _EarlyServer:
+    """Prefect's temporary server, started before the flow's modules are imported.
+
+    With no PREFECT_API_URL, Prefect starts a temporary server (a uvicorn subprocess, about 9 s on 2 cores) on the
+    flow's first API call, after this process has spent about 6 s importing torch, transformers and MLflow. Started
+    here first, the two overlap. It is the same command and environment Prefect's SubprocessASGIServer uses; the flow
+    reaches it through PREFECT_API_URL (`settings()`), and it is stopped when the command ends, like Prefect's own."""
+
+    def __init__(self) -> None:
+        import prefect
+        from prefect.settings import get_current_settings
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/api"
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+               **get_current_settings().to_environment_variables(exclude_unset=True)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
+             "--log-level", "error", "--lifespan", "on"], env=env)
+        atexit.register(self.stop)
+
+    @classmethod
+    def start_if_needed(cls) -> "_EarlyServer | None":
+        from prefect.settings import PREFECT_API_URL
+
+        return None if PREFECT_API_URL.value() else cls()
+
+    def wait(self, timeout_s: float = 120.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Prefect's temporary server exited with code {self.process.returncode} while starting")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    logging.getLogger("prefect").info("Started temporary server on %s", self.url.removesuffix("/api"))
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"Prefect's temporary server did not answer on {self.url} within {timeout_s:.0f} s")
+
+    def settings(self):  # noqa: ANN201  (a Prefect settings context manager)
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        return temporary_settings(updates={PREFECT_API_URL: self.url})
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+_SERVER: list[_EarlyServer] = []
+
+
+def _api(server: _EarlyServer | None) -> contextlib.AbstractContextManager:
+    """The flow's API: the early server once it answers, or Prefect's own choice (PREFECT_API_URL, or its
+    temporary server) when none was started here."""
+    if server is None:
+        return contextlib.nullcontext()
+    server.wait()
+    return server.settings()
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     os.write(2, b"textcls: stopped by SIGTERM before the run started or after it ended\n")
+    for server in _SERVER:
+        server.stop()
     os._exit(128 + signum)  # not sys.exit: Prefect's temporary server may be draining queues and hang the exit
 
 
@@ -99,12 +179,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg, resume_run_id = resolve_resume(args.resume, resolve_tracking_uri(cfg.tracking.uri))
     preflight(cfg)  # data, gate files, pretrained folder: before a server or run starts (the flow checks again)
     _prepare_env(args)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    server = _EarlyServer.start_if_needed()  # starts while the flow's modules import
+    if server is not None:
+        _SERVER.append(server)
     from flows.train import train_text_classifier
 
     # SIGTERM outside the run's stages ends quietly; from its MLflow run on, the run's guard (tasks/runguard.py)
     # takes over: marks the run KILLED, keeps the checkpoint and prints how to resume
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    summary = train_text_classifier(config=cfg, summary_path=args.summary, resume_run_id=resume_run_id)
+    with _api(server):
+        summary = train_text_classifier(config=cfg, summary_path=args.summary, resume_run_id=resume_run_id)
     print_summary(summary)
     if args.summary:
         print(f"summary JSON    {args.summary}")
@@ -117,10 +201,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides)  # the space, tune.parallel and every key checked before any server starts
     preflight(cfg)
     _prepare_env(args)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    server = _EarlyServer.start_if_needed()  # starts while the flow's modules import
+    if server is not None:
+        _SERVER.append(server)
     from flows.tune import tune_text_classifier
 
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    summary = tune_text_classifier(config=cfg, summary_path=args.summary)
+    with _api(server):
+        summary = tune_text_classifier(config=cfg, summary_path=args.summary)
     t = summary["tune"]
     print("\n== textcls tune finished ==")
     print(f"study           {t['study_name']} in {t['storage']}: {t['trials']['total']} trials "
