@@ -119,3 +119,50 @@ def test_tfidf_lr_alone_needs_no_network(outputs):
     assert alone["chosen"] == "tfidf_lr" and [r["candidate"] for r in alone["table"]] == ["tfidf_lr"]
     assert alone["reason"].endswith("(the only candidate)") and "ensemble skipped" in alone["notes"][0]
     assert model_kind(alone["model_dir"]) == "tfidf_lr" and alone["baseline_dir"] == alone["model_dir"]
+
+
+def test_side_process_gives_exactly_what_the_sequential_fit_gives(outputs, tmp_path):
+    """#19: tfidf_lr and the label-error probabilities computed in the child process beside training equal the
+    in-process (sequential) computation: same settings picked, same probabilities, same out-of-fold rows."""
+    from textcls_core.side_work import SideProcess, TfidfJob, run_tfidf_job
+
+    o = outputs
+    labels = load_classifier(o.trained["model_dir"]).labels
+    job = TfidfJob(o.split["paths"], labels, o.cfg.model, o.cfg.tokenize, o.cfg.clean, o.cfg.train.select_metric,
+                   str(tmp_path / "side"), label_error_folds=3, seed=o.cfg.run.seed)
+    here = run_tfidf_job(job)
+    there = SideProcess(job).result(timeout_s=300)
+    assert (there.clf.settings.features, there.clf.settings.c) == (here.clf.settings.features, here.clf.settings.c)
+    for split in ("val", "test"):
+        np.testing.assert_allclose(there.probs[split], here.probs[split], atol=1e-9)
+    n_pool = len(pd.read_parquet(o.split["paths"]["train"])) + len(pd.read_parquet(o.split["paths"]["val"]))
+    assert here.oof.shape == (n_pool, len(labels))
+    np.testing.assert_allclose(there.oof, here.oof, atol=1e-9)
+    np.testing.assert_allclose(here.oof.sum(axis=1), 1.0, atol=1e-9)
+    # and the candidates stage's own tfidf_lr (fitted in-process by the fixture) is the same model
+    table = {r["candidate"]: r for r in o.cands["table"]}
+    val_acc = float((here.probs["val"].argmax(1) == pd.read_parquet(o.split["paths"]["val"])["label"].map(
+        {name: i for i, name in enumerate(labels)}).to_numpy()).mean())
+    assert table["tfidf_lr"]["val_accuracy"] == pytest.approx(val_acc, abs=1e-12)
+
+
+def test_side_process_failure_is_reported_with_its_cause(outputs, tmp_path):
+    from textcls_core.side_work import SideProcess, TfidfJob
+
+    o = outputs
+    job = TfidfJob({**o.split["paths"], "train": str(tmp_path / "missing.parquet")}, ["a", "b"], o.cfg.model,
+                   o.cfg.tokenize, o.cfg.clean, o.cfg.train.select_metric, str(tmp_path / "side"))
+    with pytest.raises(RuntimeError, match="missing.parquet"):
+        SideProcess(job).result(timeout_s=120)
+
+
+def test_network_predictions_do_not_depend_on_batch_order(outputs):
+    """Prediction batches texts in length order and puts the rows back: any input order gives each text the
+    probabilities it gets alone."""
+    clf = load_classifier(outputs.trained["model_dir"])
+    texts = pd.read_parquet(outputs.split["paths"]["test"])["raw_text"].tolist()[:60] + ["好", "", "非常" * 200]
+    together = clf.predict_proba(texts, 16)
+    alone = np.vstack([clf.predict_proba([t]) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    perm = np.random.default_rng(0).permutation(len(texts))
+    np.testing.assert_allclose(clf.predict_proba([texts[i] for i in perm], 16), together[perm], atol=1e-5)

@@ -56,3 +56,24 @@ def test_parallel_segmentation_equals_sequential_in_order():
     assert segment_texts(texts, workers=2, min_parallel=0) == sequential  # a pool of 2 spawned processes, 8 chunks
     assert segment_texts(texts, workers=2) == sequential  # below min_parallel: one process
     assert sequential[0] == ["我", "爱", "北京", "天安门"] and sequential[1] == []
+
+
+def test_shared_segmentation_segments_each_text_once(monkeypatch):
+    """An ensemble's members read the same cleaned texts: inside shared_segmentation() jieba runs once per text,
+    with the same words as outside it, and nothing is remembered after the block."""
+    import textcls_core.tokenize as tok
+
+    calls = []
+    real = tok._segment
+    monkeypatch.setattr(tok, "_segment", lambda texts, workers, min_parallel: (calls.append(list(texts)),
+                                                                               real(texts, workers, min_parallel))[1])
+    texts = ["今天天气很好", "我喜欢这家店", "今天天气很好"]
+    plain = tok.segment_texts(texts)
+    with tok.shared_segmentation():
+        first = tok.segment_texts(texts)
+        first[0].append("改动")  # a caller changing its copy must not change what the next member gets
+        second = tok.segment_texts(texts[:2] + ["新的句子"])
+    assert second[:2] == plain[:2] and first[1:] == plain[1:]
+    assert calls == [texts, ["今天天气很好", "我喜欢这家店"], ["新的句子"]]
+    tok.segment_texts(texts)
+    assert len(calls) == 4
