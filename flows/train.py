@@ -22,7 +22,7 @@ from tasks.train import train_task
 from tasks.tracking import finish_tracking, run_config, start_tracking, train_flow_run_name
 from textcls_core.candidates import plan_candidates
 from textcls_core.config import Config
-from textcls_core.procs import resolve_cpus
+from textcls_core.procs import available_cpus, limit_thread_pools, resolve_cpus
 
 
 @flow(name="train-text-classifier", validate_parameters=True, flow_run_name=train_flow_run_name)
@@ -41,6 +41,8 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
         if resume_run_id:
             config = run_config(tracking["run_dir"])  # the interrupted run's own settings, whatever was passed
         config = resolve_cpus(config)  # run.cpus -> jieba workers and torch threads
+        cpus = available_cpus(config.run.cpus)
+        limit_thread_pools(cpus)  # numpy / scipy / scikit-learn threads: the run's cores, not the machine's
         analysis = analyze_task(config.data, config.extra_columns(), config.run.seed, tracking, max_len=config.tokenize.max_len)
         cleaning = clean_task(analysis["raw_path"], config.clean, tracking, max_len=config.tokenize.max_len)
         split = split_task(cleaning["clean_path"], config.split, config.run.seed, tracking)
@@ -51,7 +53,7 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
                 encoded = encode_pretrained_task(split["paths"], config.tokenize, config.model, tracking, config.clean)
             else:
                 encoded = encode_task(split["paths"], config.tokenize, tracking, config.clean)
-            if plan.train_tfidf:  # tfidf_lr and the label-error search need no network: a child process, beside training
+            if plan.train_tfidf and cpus > 1:  # tfidf_lr and the label-error search need no network: beside training
                 side = start_side_work_task(split["paths"], config.model, config.tokenize, config.clean,
                                             config.train.select_metric, config.evaluate.label_error_folds,
                                             config.run.seed, tracking)

@@ -18,7 +18,7 @@ from tasks.runguard import guard_run
 from tasks.tracking import client_for, finish_tracking, start_tracking, tune_flow_run_name
 from tasks.tune import ask_trial, best_config, open_study_task, sampling_study, study_trials, tune_report_task, tune_trial_task
 from textcls_core.config import Config
-from textcls_core.procs import available_cpus, resolve_cpus
+from textcls_core.procs import available_cpus, limit_thread_pools, resolve_cpus
 
 
 @flow(name="tune-text-classifier", validate_parameters=True, flow_run_name=tune_flow_run_name)
@@ -34,6 +34,7 @@ def tune_text_classifier(config: Config = Config(), summary_path: str | None = N
     try:
         cpus = available_cpus(config.run.cpus)
         data_cfg = resolve_cpus(config)  # the data stages use every core the run may use
+        limit_thread_pools(cpus)
         analysis = analyze_task(data_cfg.data, data_cfg.extra_columns(), data_cfg.run.seed, tracking, max_len=data_cfg.tokenize.max_len)
         cleaning = clean_task(analysis["raw_path"], data_cfg.clean, tracking, max_len=data_cfg.tokenize.max_len)
         split = split_task(cleaning["clean_path"], data_cfg.split, data_cfg.run.seed, tracking)

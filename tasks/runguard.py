@@ -65,6 +65,7 @@ def mark_stage(stage: str, rows: int = 0) -> None:
     """The run enters `stage` (its bound starts now; rows: the data size it works on, 0 = keep the last known)."""
     guard = _current.get()
     if guard is not None:
+        guard.hold_if_ending()
         guard.watchdog.enter(stage, rows or None)
 
 
@@ -117,7 +118,16 @@ class RunGuard:
         self._token = _current.set(self)
         self.watchdog.start()
 
+    def hold_if_ending(self) -> None:
+        """The flow's own thread, when the guard is already ending the run (a bound passed, SIGTERM): wait here for
+        the exit instead of going on, so a run that finishes its last stages while the guard marks it FAILED or
+        KILLED cannot mark itself FINISHED after that (the guard's backstop timer guarantees the exit)."""
+        if self._ending.locked():
+            while True:
+                time.sleep(1)
+
     def close(self) -> None:
+        self.hold_if_ending()
         self.watchdog.stop()
         self._write_stage_times()
         for sig, handler in self._previous.items():

@@ -116,14 +116,14 @@ def test_sigterm_during_training_keeps_the_checkpoint_and_resume_finishes(tmp_pa
 
 def test_a_stage_past_its_bound_fails_the_run_with_stacks(tmp_path):
     run = _Run(tmp_path, "--set", "data.max_rows=1200", "--set", "train.epochs=1",
-               "--set", "run.stage_timeout_s={default: 900, evaluate: 0.5}")
+               "--set", "run.stage_timeout_s={default: 900, train: 0.5}")  # an epoch takes seconds
     run.proc.wait(timeout=900)
     time.sleep(0.5)
     assert run.proc.returncode == 3, run.output[-3000:]
     assert "Traceback" not in run.output
-    assert "stage 'evaluate' passed its time bound of 0.5 s" in run.output
+    assert "stage 'train' passed its time bound of 0.5 s" in run.output
     mlflow_run = run.mlflow_run()
     assert mlflow_run.info.status == "FAILED"
-    assert mlflow_run.data.tags["textcls.failure_stage"] == "evaluate"
-    stacks = Path(_resume_dir(run.output)) / "logs" / "watchdog-evaluate-stacks.txt"
-    assert "Thread" in stacks.read_text() and "evaluate" in stacks.read_text()
+    assert mlflow_run.data.tags["textcls.failure_stage"] == "train"
+    stacks = Path(_resume_dir(run.output)) / "logs" / "watchdog-train-stacks.txt"
+    assert "Thread" in stacks.read_text() and "train_model" in stacks.read_text()

@@ -34,7 +34,7 @@ class RunConfig(_Section):
     seed: int = Field(42, description="Seed for splitting, initialisation and shuffling.")
     cache: bool = Field(True, description="Reuse analysis, cleaning, split and segmentation when data and settings are unchanged.")
     cache_dir: str = Field(".textcls_cache", description="Folder of the content-hash keyed cache of the data stages.")
-    cpus: int = Field(0, ge=0, description="Cores the run uses (torch threads, jieba workers); 0 = the cores this process may use (CPU affinity and cgroup quota).")
+    cpus: int = Field(0, ge=0, description="Cores the run uses: torch threads, jieba workers, BLAS/OpenMP threads (numpy, scikit-learn), and with 2 or more the tfidf_lr candidate fits in its own process beside training; 0 = the cores this process may use (CPU affinity and cgroup quota). Concurrent runs: give each run.cpus = cores / runs.")
     stage_timeout_s: dict[str, float] = Field(
         dict(DEFAULT_STAGE_TIMEOUT_S), description="Watchdog bound per stage in seconds (default: any stage not named); data stages scale with "
         "rows / stage_timeout_rows, train is per epoch. Past it: stacks to <run>/logs, run FAILED, exit 3.")

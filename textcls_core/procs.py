@@ -49,11 +49,21 @@ def available_cpus(requested: int = 0, cgroup_root: Path = CGROUP_ROOT) -> int:
 def resolve_cpus(cfg: "Config") -> "Config":
     """The run's config with run.cpus applied where 0 means "all": tokenize.workers and train.num_threads
     become available_cpus(run.cpus) (an explicit value stays), so jieba workers and torch threads fit the
-    cores this run may use, a container's cgroup quota included."""
+    cores this run may use, a container's cgroup quota included. The flow also sizes the BLAS/OpenMP pools
+    (limit_thread_pools) and starts the side process beside training only with 2 cores or more."""
     cpus = available_cpus(cfg.run.cpus)
     return cfg.model_copy(update={
         "tokenize": cfg.tokenize.model_copy(update={"workers": cfg.tokenize.workers or cpus}),
         "train": cfg.train.model_copy(update={"num_threads": cfg.train.num_threads or cpus})})
+
+
+def limit_thread_pools(cpus: int) -> None:
+    """Size this process's BLAS and OpenMP pools (numpy, scipy and scikit-learn's solvers) to the run's cores.
+    Without it each library starts one thread per machine core, and two runs sharing a machine each run twice
+    the threads there are cores for. torch's own pool is sized by train.num_threads (configure_torch)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=max(1, cpus))
 
 
 def safe_mp_context(preload: list[str] | None = None) -> multiprocessing.context.BaseContext:
