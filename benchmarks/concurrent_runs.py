@@ -33,7 +33,7 @@ from textcls_core.procs import available_cpus
 EPOCH = re.compile(r"epoch 1/1: .* (\d+) samples/s")
 SETTINGS = ["train.epochs=1", "run.cache=false", "model.candidates=[model]", "evaluate.baseline=false",
             "registry.baseline_check=false", "stress.enabled=false", "evaluate.latency_samples=0",
-            "evaluate.label_error_folds=0", "evaluate.compare_champion=false", "train.progress=false"]
+            "evaluate.label_error_folds=0", "evaluate.compare_champion=false"]
 
 
 def _start(workdir: Path, cpus: int) -> subprocess.Popen:
@@ -41,7 +41,7 @@ def _start(workdir: Path, cpus: int) -> subprocess.Popen:
     args = [str(Path(sys.executable).parent / "textcls"), "run", "--config", str(Path("conf/default.yaml").resolve())]
     for s in SETTINGS + [f"run.cpus={cpus}", f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}", f"run.output_dir={workdir / 'runs'}"]:
         args += ["--set", s]
-    env = os.environ | {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_HOME": str(workdir / "prefect")}
+    env = os.environ | {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_HOME": str(workdir / "prefect"), "TQDM_DISABLE": "1"}
     return subprocess.Popen(args, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

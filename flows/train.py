@@ -68,7 +68,7 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
                                    config.run.seed, tracking, source_path=config.data.path, candidates=candidates)
         profile_task(model_dir, split["paths"], config.monitor, config.run.seed, tracking)  # ships in the model folder
         stress = stress_task(model_dir, split["paths"]["test"], config.stress, config.evaluate.batch_size,
-                             config.run.seed, tracking)  # before package: registry.max_flip_rate gates on its stress.json
+                             config.run.seed, tracking, workers=cpus)  # before package: registry.max_flip_rate gates on its stress.json
         tags = {"dataset_sha256": split["dataset_sha256"], "mlflow_run_id": tracking["run_id"],
                 "prefect_flow_run_id": tracking.get("prefect_flow_run_id", "")}
         package = package_task(model_dir, evaluation["metrics"], evaluation["per_class"], config, tracking, tags,

@@ -44,12 +44,14 @@ def _link_from_report(out_dir: Path) -> None:
 
 
 def publish_stress(clf: ProbaClassifier, frame: pd.DataFrame, cfg: StressConfig, seed: int, batch_size: int, out_dir: Path,
-                   title: str, tracking: dict[str, Any], max_rows: int = 1000) -> dict[str, Any]:
+                   title: str, tracking: dict[str, Any], max_rows: int = 1000, workers: int = 1,
+                   model_dir: str = "") -> dict[str, Any]:
     """Run the perturbations on a seeded subsample, write the files, log metrics and files to MLflow."""
     log = get_run_logger()
     sample = sample_rows(frame, cfg.max_texts, seed)
     t0 = time.perf_counter()
-    result: StressResult = run_stress(clf, _raw_texts(sample), sample["label"].astype(str).tolist(), cfg, seed, batch_size)
+    result: StressResult = run_stress(clf, _raw_texts(sample), sample["label"].astype(str).tolist(), cfg, seed, batch_size,
+                                      workers=workers, model_dir=model_dir)
     seconds = time.perf_counter() - t0
     files = write_stress_report(result, out_dir, title, max_rows)
     metrics = flat_stress_metrics(result) | {"stress_seconds": seconds}
@@ -68,15 +70,16 @@ def publish_stress(clf: ProbaClassifier, frame: pd.DataFrame, cfg: StressConfig,
 
 @task(name="stress", cache_policy=NO_CACHE)
 def stress_task(model_dir: str, test_path: str, cfg: StressConfig, batch_size: int, seed: int,
-                tracking: dict[str, Any]) -> dict[str, Any] | None:
-    """The trained artifact on perturbed texts of the test split; writes evaluation/stress.html. None when disabled."""
+                tracking: dict[str, Any], workers: int = 1) -> dict[str, Any] | None:
+    """The trained artifact on perturbed texts of the test split; writes evaluation/stress.html. None when disabled.
+    workers: processes the perturbations are shared out to (run.cpus), each with the model loaded once."""
     mark_stage("stress")  # watchdog: this stage's time bound starts now
     if not cfg.enabled:
         return None
     clf = load_classifier(model_dir)  # any shipped kind: network, tfidf_lr or ensemble
     out_dir = Path(tracking["run_dir"]) / "evaluation"
     out = publish_stress(clf, pd.read_parquet(test_path), cfg, seed, batch_size, out_dir,
-                         "textcls stress tests (test split)", tracking)
+                         "textcls stress tests (test split)", tracking, workers=workers, model_dir=model_dir)
     _link_from_report(out_dir)
     return out
 

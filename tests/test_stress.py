@@ -203,3 +203,23 @@ def test_rows_come_back_in_input_order_although_scored_by_length():
     r = run_stress(clf, texts, ["positive", "negative", "positive", "negative"], StressConfig(perturbations=["one_char"]), 0)
     assert [len(t) for t in clf.calls[0]] == sorted(len(t) for t in texts)  # sent shortest first
     assert r.clean["accuracy"] == 1.0  # ... and every row's probabilities went back to its own label
+
+
+def test_perturbations_in_worker_processes_give_the_sequential_result(tmp_path):
+    """#19: with workers > 1 the perturbations are scored in a process pool (each loading the saved model); the
+    table and the examples are exactly those of the sequential loop; a repeated text is scored once."""
+    from textcls_core.config import CleanConfig
+    from textcls_core.tfidf_model import TfidfSettings, fit_tfidf_lr
+
+    pos = ["这本书很好看，内容精彩", "手机屏幕清晰，推荐购买", "物流很快，包装很好", "味道不错，下次还来", "性价比高，值得推荐"]
+    neg = ["质量太差了，后悔购买", "发货慢，客服态度差", "屏幕有划痕，很失望", "味道一般，不会再来", "价格贵，质量差"]
+    texts, y = pos * 4 + neg * 4, [1] * 20 + [0] * 20
+    clf = fit_tfidf_lr(texts, y, texts, y, ["negative", "positive"], CleanConfig(), TfidfSettings(min_df=1), ["char"], [1.0])
+    model_dir = str(clf.save(tmp_path / "tfidf"))
+    sample, labels = texts[::3] + [texts[0]], ["positive" if v else "negative" for v in y[::3] + [y[0]]]
+    conf = StressConfig(perturbations=["all"])
+    seq = run_stress(clf, sample, labels, conf, 7)
+    par = run_stress(clf, sample, labels, conf, 7, workers=2, model_dir=model_dir)
+    assert len(seq.table) == len(BUILTIN_PERTURBATIONS)
+    assert seq.table.equals(par.table)
+    assert seq.examples.equals(par.examples)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -275,16 +275,59 @@ def _predict_by_length(clf: ProbaClassifier, texts: list[str], batch_size: int) 
     Perturbations change lengths (empty, very_long, truncation), so unsorted batches would pad short texts to
     2,000-character neighbours; sorting cuts the padded work without changing any row's result.
     """
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    probs = clf.predict_proba([texts[i] for i in order], batch_size)
+    first: dict[str, int] = {}
+    index = np.array([first.setdefault(t, len(first)) for t in texts], dtype=np.int64)  # a repeated text is scored once
+    unique = list(first)
+    order = np.argsort([len(t) for t in unique], kind="stable")
+    probs = clf.predict_proba([unique[i] for i in order], batch_size)
     out = np.empty_like(probs)
     out[order] = probs
-    return out
+    return out[index] if len(texts) else out
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(model_dir: str) -> None:
+    import torch
+
+    from textcls_core.classifiers import load_classifier
+
+    torch.set_num_threads(1)  # one core per worker: the pool has as many workers as the run has cores
+    _WORKER["clf"] = load_classifier(model_dir)
+
+
+def _perturb_and_predict(texts: list[str], name: str, cfg: StressConfig, seed: int, batch_size: int) -> tuple[list[str], np.ndarray]:
+    perturbed = perturb_texts(texts, name, cfg, seed)
+    return perturbed, _predict_by_length(_WORKER["clf"], perturbed, batch_size)
+
+
+def _perturbed_predictions(clf: ProbaClassifier, texts: list[str], names: list[str], cfg: StressConfig, seed: int,
+                           batch_size: int, workers: int, model_dir: str) -> Iterator[tuple[str, list[str], np.ndarray]]:
+    """(name, perturbed texts, probabilities) per perturbation, in `names` order. With workers > 1 and the model's
+    folder, the perturbations are shared out to a pool of processes (fork server), each with the model loaded once;
+    a perturbation's texts depend only on (seed, name, row), so the results are those of the sequential loop."""
+    if workers <= 1 or not model_dir or len(names) < 2:
+        for name in names:
+            perturbed = perturb_texts(texts, name, cfg, seed)
+            yield name, perturbed, _predict_by_length(clf, perturbed, batch_size)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    from textcls_core.procs import safe_mp_context
+
+    with ProcessPoolExecutor(min(workers, len(names)), mp_context=safe_mp_context(["textcls_core.stress"]),
+                             initializer=_init_worker, initargs=(model_dir,)) as pool:
+        futures = [pool.submit(_perturb_and_predict, texts, name, cfg, seed, batch_size) for name in names]
+        for name, future in zip(names, futures):
+            perturbed, probs = future.result()
+            yield name, perturbed, probs
 
 
 def run_stress(clf: ProbaClassifier, texts: Sequence[str], labels: Sequence[str], cfg: StressConfig, seed: int,
-               batch_size: int = 256) -> StressResult:
-    """Predict the texts and every perturbation of them; accuracy/F1 vs unperturbed, flips, confidence change."""
+               batch_size: int = 256, workers: int = 1, model_dir: str = "") -> StressResult:
+    """Predict the texts and every perturbation of them; accuracy/F1 vs unperturbed, flips, confidence change.
+    workers > 1 with model_dir (clf's saved folder): perturbations in that many processes, same results."""
     names = perturbation_names(cfg)
     ids = {name: i for i, name in enumerate(clf.labels)}
     y = np.array([ids.get(str(lab), -1) for lab in labels])
@@ -295,9 +338,7 @@ def run_stress(clf: ProbaClassifier, texts: Sequence[str], labels: Sequence[str]
     base_conf = base[rows_idx, base_pred]
     acc0, f10 = _scores(y, base_pred, len(clf.labels))
     rows, examples = [], []
-    for name in names:
-        perturbed = perturb_texts(texts, name, cfg, seed)
-        probs = _predict_by_length(clf, perturbed, batch_size)
+    for name, perturbed, probs in _perturbed_predictions(clf, texts, names, cfg, seed, batch_size, workers, model_dir):
         pred = probs.argmax(axis=1)
         acc, f1 = _scores(y, pred, len(clf.labels))
         flipped = pred != base_pred
