@@ -108,6 +108,7 @@ class RunGuard:
         self.log_dir = self.run_dir / "logs"
         self._exit = exit_fn
         self._ending = threading.Lock()
+        self._ended = threading.Event()  # set only if exit_fn returns (tests pass one that records the code)
         bounds, per = dict(run_cfg.stage_timeout_s), run_cfg.stage_timeout_rows
         self.watchdog = Watchdog(lambda stage, rows: stage_bound(stage, bounds, rows, per, epochs), self._on_expire,
                                  log_dir=self.log_dir, poll_s=poll_s)
@@ -123,8 +124,7 @@ class RunGuard:
         the exit instead of going on, so a run that finishes its last stages while the guard marks it FAILED or
         KILLED cannot mark itself FINISHED after that (the guard's backstop timer guarantees the exit)."""
         if self._ending.locked():
-            while True:
-                time.sleep(1)
+            self._ended.wait()
 
     def close(self) -> None:
         self.hold_if_ending()
@@ -187,6 +187,7 @@ class RunGuard:
             except Exception:
                 pass
         self._exit(exit_code)
+        self._ended.set()
 
     def _mark_mlflow(self, status: str, message: str, tags: dict[str, str]) -> None:
         # everything used here is imported up front: a stuck thread may hold the import lock

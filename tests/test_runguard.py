@@ -146,3 +146,25 @@ def test_sigterm_marks_the_run_killed_with_the_stage_and_resume_command(tmp_path
 
 def test_mark_stage_without_a_guard_does_nothing():
     mark_stage("train", 10)  # a task called through .fn
+
+
+def test_the_flow_thread_waits_while_the_guard_ends_the_run(tmp_path, tracking_uri):
+    """A run whose last stages finish while the guard is ending it must not go on to mark itself FINISHED: the flow's
+    thread waits in close()/mark_stage until the guard has exited (here: until exit_fn returned)."""
+    tracking = _run(tracking_uri, tmp_path)
+    exits = []
+
+    def slow_exit(code: int) -> None:
+        time.sleep(1.0)
+        exits.append(code)
+
+    guard = RunGuard(tracking, RunConfig(stage_timeout_s={"default": 60, "evaluate": 0.2}), exit_fn=slow_exit,
+                     handle_signals=False, poll_s=0.05)
+    mark_stage("evaluate")
+    deadline = time.monotonic() + 30
+    while not guard._ending.locked() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert guard._ending.locked() and not exits  # the guard is ending the run, not done yet
+    guard.close()  # the flow's thread reaching its end: it must wait for the guard
+    assert exits == [3]
+    assert MlflowClient(tracking_uri).get_run(tracking["run_id"]).info.status == "FAILED"
