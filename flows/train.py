@@ -54,7 +54,7 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
             else:
                 encoded = encode_task(split["paths"], config.tokenize, tracking, config.clean)
             if plan.train_tfidf and cpus > 1:  # tfidf_lr and the label-error search need no network: beside training
-                side = start_side_work_task(split["paths"], config.model, config.tokenize, config.clean,
+                side = start_side_work_task(split["paths"], encoded["labels"], config.model, config.tokenize, config.clean,
                                             config.train.select_metric, config.evaluate.label_error_folds,
                                             config.run.seed, tracking)
             train = train_task.with_options(retries=config.train.retries, retry_delay_seconds=5)

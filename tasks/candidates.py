@@ -4,6 +4,7 @@ pick the one that ships (the best on validation; test is reported, never used to
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,6 @@ def _job(split_paths: dict[str, str], labels: list[str], model_cfg: ModelConfig,
                     tracking.get("cache_dir") or "", scored, threads)
 
 
-def run_labels(split_paths: dict[str, str]) -> list[str]:
-    """The run's label order: sorted train labels, as the encode stages write it."""
-    return sorted(pd.read_parquet(split_paths["train"], columns=["label"])["label"].unique().tolist())
-
-
 def fit_tfidf_in_process(job: TfidfJob, tracking: dict[str, Any], frames: dict[str, pd.DataFrame] | None = None) -> TfidfOutcome:
     """The side work run here, in this process (tune trials, a run without a side process); logs the cache state."""
     outcome = run_tfidf_job(job, frames)
@@ -50,14 +46,14 @@ def fit_tfidf_in_process(job: TfidfJob, tracking: dict[str, Any], frames: dict[s
 
 
 @task(name="side-work", cache_policy=NO_CACHE)
-def start_side_work_task(split_paths: dict[str, str], model_cfg: ModelConfig, tok_cfg: TokenizeConfig,
+def start_side_work_task(split_paths: dict[str, str], labels: list[str], model_cfg: ModelConfig, tok_cfg: TokenizeConfig,
                          clean_cfg: CleanConfig, select_metric: str, label_error_folds: int, seed: int,
                          tracking: dict[str, Any]) -> dict[str, Any]:
     """Start the work that does not need the network (the tfidf_lr candidate, the out-of-fold label-error
     probabilities) in a child process, to run while the network trains; the candidates stage collects it.
-    Returns at once with the child's output folder."""
-    job = _job(split_paths, run_labels(split_paths), model_cfg, tok_cfg, clean_cfg, select_metric, label_error_folds,
-               seed, tracking)
+    labels: the encode stage's label order (the network's), so the probabilities line up. Returns at once with
+    the child's output folder."""
+    job = _job(split_paths, labels, model_cfg, tok_cfg, clean_cfg, select_metric, label_error_folds, seed, tracking)
     side = SideProcess(job)
     _SIDE[job.out_dir] = side
     get_run_logger().info("side-work: tfidf_lr candidate%s started in process %d beside training",
@@ -152,6 +148,7 @@ def candidates_task(split_paths: dict[str, str], network_dir: str | None, model_
         if outcome.oof is not None:
             oof_path = run_dir / "candidates" / "label_error_oof.npz"
             np.savez(oof_path, oof=outcome.oof)
+        shutil.rmtree(run_dir / "candidates" / "side", ignore_errors=True)  # its model and arrays are copied above
         facts["tfidf_lr"] = {"features": tfidf.settings.features, "c": tfidf.settings.c, "search": tfidf.search}
         log.info("candidates: tfidf_lr picked features %s, C %g on validation", tfidf.settings.features, tfidf.settings.c)
     val_probs = {name: probs[name]["val"] for name in probs}
