@@ -1,6 +1,6 @@
 """One training epoch of the default TextCNN on the built-in corpus: random batches vs length-bucketed batches.
 
-Same data, same model, same batch size, same optimiser step (textcls_core.train's loss and AdamW), in one
+Same data, same model, same batch size, same optimiser step (textcls_core.training.loop's loss and AdamW), in one
 process; prints seconds per epoch and the ratio.
 Run: .venv/bin/python benchmarks/bucketing.py [--epochs 1]
 """
@@ -15,14 +15,14 @@ from functools import partial
 import torch
 from torch.utils.data import DataLoader
 
-from textcls_core.batching import BucketBatchSampler, EncodedDataset, collate_batch
-from textcls_core.clean import clean_dataset
-from textcls_core.config import Config
-from textcls_core.data import read_dataset
-from textcls_core.predictor import build_model
-from textcls_core.split import split_dataset
-from textcls_core.tokenize import build_vocab, encode_tokens, segment_texts
-from textcls_core.train import classification_loss, make_optimizer, set_seed
+from textcls_core.text.batching import BucketBatchSampler, EncodedDataset, collate_batch
+from textcls_core.dataset.clean import clean_dataset
+from textcls_core.runtime.config import Config
+from textcls_core.dataset.read import read_dataset
+from textcls_core.modeling.predictor import build_model
+from textcls_core.dataset.split import split_dataset
+from textcls_core.text.tokenize import build_vocab, encode_tokens, segment_texts
+from textcls_core.training.loop import classification_loss, make_optimizer, set_seed
 
 
 def main() -> None:

@@ -26,19 +26,19 @@ import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from textcls_core.batching import EncodedDataset, collate_batch
-from textcls_core.candidates import choose_candidate, paired_se, score
-from textcls_core.clean import clean_dataset, prepare_texts
-from textcls_core.config import Config, load_config
-from textcls_core.data import read_dataset
-from textcls_core.encoders import TextEncoder, WordEncoder
-from textcls_core.ensemble import crossfit_proba, fit_weight
-from textcls_core.models import build_model, min_batch_len
-from textcls_core.predictor import TextClassifier
-from textcls_core.split import split_dataset
-from textcls_core.tfidf_model import TfidfSettings, fit_tfidf_lr, word_ngrams
-from textcls_core.tokenize import build_vocab, encode_tokens, segment_texts
-from textcls_core.train import set_seed, train_model
+from textcls_core.text.batching import EncodedDataset, collate_batch
+from textcls_core.training.candidates import choose_candidate, paired_se, score
+from textcls_core.dataset.clean import clean_dataset, prepare_texts
+from textcls_core.runtime.config import Config, load_config
+from textcls_core.dataset.read import read_dataset
+from textcls_core.text.encoders import TextEncoder, WordEncoder
+from textcls_core.modeling.ensemble import crossfit_proba, fit_weight
+from textcls_core.modeling.networks import build_model, min_batch_len
+from textcls_core.modeling.predictor import TextClassifier
+from textcls_core.dataset.split import split_dataset
+from textcls_core.modeling.tfidf import TfidfSettings, fit_tfidf_lr, word_ngrams
+from textcls_core.text.tokenize import build_vocab, encode_tokens, segment_texts
+from textcls_core.training.loop import set_seed, train_model
 
 
 def stratified_slice(kept: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:

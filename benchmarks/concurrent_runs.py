@@ -9,7 +9,7 @@ folder and no data cache, so runs share nothing but the CPU; `model.candidates=[
 so no tfidf_lr process runs beside training in any scenario (training throughput is what is compared), and the
 stages after training are skipped where they can be (stress, latency, champion).
 Throughput: the `samples/s` of the epoch line each run prints (train texts / wall seconds of the epoch's training
-loop, textcls_core/train.py). Combined = the sum over the runs that trained together; ratio = combined / alone.
+loop, textcls_core/training/loop.py). Combined = the sum over the runs that trained together; ratio = combined / alone.
 
 Run on a quiet machine:  .venv/bin/python benchmarks/concurrent_runs.py --together 2 3 --rounds 2
 """
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from textcls_core.procs import available_cpus
+from textcls_core.runtime.procs import available_cpus
 
 EPOCH = re.compile(r"epoch 1/1: .* (\d+) samples/s")
 SETTINGS = ["train.epochs=1", "run.cache=false", "model.candidates=[model]", "evaluate.baseline=false",

@@ -25,7 +25,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 import tasks.encode  # noqa: E402
 from tasks.data import analyze_task, clean_task, split_task  # noqa: E402
 from tasks.tracking import client_for  # noqa: E402
-from textcls_core.config import Config  # noqa: E402
+from textcls_core.runtime.config import Config  # noqa: E402
 
 STAGES = ("analyze", "clean", "split", "segmentation")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import opencc
 import pandas as pd
 
-from textcls_core.config import load_config
+from textcls_core.runtime.config import load_config
 
 
 def news_sentences(n: int, seed: int) -> list[str]:

@@ -48,8 +48,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import train_throughput as tt  # noqa: E402
-from textcls_core.batching import EncodedDataset  # noqa: E402
-from textcls_core.train import classification_loss, make_optimizer  # noqa: E402
+from textcls_core.text.batching import EncodedDataset  # noqa: E402
+from textcls_core.training.loop import classification_loss, make_optimizer  # noqa: E402
 
 FORBIDDEN = ("prefect", "mlflow", "jieba", "snownlp", "pydantic")
 BASE = tt.Params(epochs=1, batch_size=32, lr=5e-5, precision="bf16")
@@ -227,7 +227,7 @@ def _peak_bytes(model: torch.nn.Module, opt: torch.optim.Optimizer, rows: int, v
 
 
 def step_oom(ctx: Ctx) -> tuple[str, str, Any]:
-    from textcls_core.models import load_pretrained_model
+    from textcls_core.modeling.networks import load_pretrained_model
 
     if ctx.rehearse:
         return "SKIPPED", "needs CUDA (memory fraction and torch.OutOfMemoryError)", None
@@ -306,9 +306,9 @@ def smoke_child(args: argparse.Namespace) -> None:
     cfg = tt.make_train_config(fields, configs["defaults"])
     from functools import partial
 
-    from textcls_core.batching import collate_batch
-    from textcls_core.models import load_pretrained_model
-    from textcls_core.train import configure_torch, set_seed, train_model
+    from textcls_core.text.batching import collate_batch
+    from textcls_core.modeling.networks import load_pretrained_model
+    from textcls_core.training.loop import configure_torch, set_seed, train_model
 
     def log(metrics: dict[str, float], step: int) -> None:
         if args.child == "kill" and step == KILL_STEP:

@@ -25,7 +25,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 import torch  # noqa: E402
 
 import train_throughput as tt  # noqa: E402
-from textcls_core.batching import BucketBatchSampler, EncodedDataset, padded_width  # noqa: E402
+from textcls_core.text.batching import BucketBatchSampler, EncodedDataset, padded_width  # noqa: E402
 
 
 def padded_tokens(lengths: list[int], batch: int, max_len: int) -> dict[str, tuple[int, int]]:

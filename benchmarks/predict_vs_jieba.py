@@ -10,7 +10,7 @@ median of the rounds kept. Printed per model: seconds, texts/s, the ratio model/
 a share of jieba's (the goal: >= 0.67).
 
 Models:
-- every candidate folder of the run (network, tfidf_lr, ensemble), loaded with textcls_core.classifiers.load_classifier;
+- every candidate folder of the run (network, tfidf_lr, ensemble), loaded with textcls_core.modeling.classifiers.load_classifier;
 - with `--model URI`: the registered pyfunc (mlflow.pyfunc.load_model), called with at most 1,000 texts per call
   (serve.max_texts), which is what `mlflow models serve` runs per request;
 - with `--http`: `mlflow models serve` of that URI on a loopback port, the texts sent as batch requests of 1,000;
@@ -37,7 +37,7 @@ from pathlib import Path
 import jieba
 import pandas as pd
 
-from textcls_core.classifiers import load_classifier
+from textcls_core.modeling.classifiers import load_classifier
 
 CHUNK = 1000  # serve.max_texts: the most texts one pyfunc call / HTTP request takes
 

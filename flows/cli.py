@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from textcls_core.config import load_config
-from textcls_core.data import check_dataset_source
-from textcls_core.errors import ConfigError, TextclsError
-from textcls_core.preflight import preflight
-from textcls_core.redact import redact_text, redact_uri, redact_values
+from textcls_core.runtime.config import load_config
+from textcls_core.dataset.read import check_dataset_source
+from textcls_core.runtime.errors import ConfigError, TextclsError
+from textcls_core.runtime.preflight import preflight
+from textcls_core.runtime.redact import redact_text, redact_uri, redact_values
 
 EXIT_USER_ERROR = 2
 
@@ -298,7 +298,7 @@ def cmd_relabel(args: argparse.Namespace) -> int:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, [*args.set, *([f"data.text_column={args.text_column}"] if args.text_column else [])])
-    from textcls_core.drift import read_texts
+    from textcls_core.evaluation.drift import read_texts
 
     read_texts(args.data, cfg.data.text_column, cfg.data.encoding)  # a bad file fails before a server starts
     _prepare_env(args)

@@ -9,7 +9,7 @@ from prefect import flow
 from tasks.artifacts import evaluate_artifacts_task, link_mlflow_run_task
 from tasks.evaluate import evaluate_registered_task
 from tasks.tracking import finish_tracking, start_tracking
-from textcls_core.config import Config
+from textcls_core.runtime.config import Config
 
 
 @flow(name="evaluate-text-classifier", validate_parameters=True)

@@ -8,7 +8,7 @@ from prefect import flow
 
 from tasks.predict import predict_task
 from tasks.tracking import resolve_tracking_uri
-from textcls_core.config import MonitorConfig
+from textcls_core.runtime.config import MonitorConfig
 
 
 @flow(name="batch-predict", validate_parameters=True)

@@ -8,7 +8,7 @@ from prefect import flow
 
 from tasks.relabel import relabel_task
 from tasks.tracking import resolve_tracking_uri
-from textcls_core.config import Config
+from textcls_core.runtime.config import Config
 
 
 @flow(name="relabel-apply", validate_parameters=True)

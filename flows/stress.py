@@ -8,7 +8,7 @@ from prefect import flow
 
 from tasks.stress import stress_registered_task
 from tasks.tracking import finish_tracking, start_tracking
-from textcls_core.config import Config
+from textcls_core.runtime.config import Config
 
 
 @flow(name="stress-text-classifier", validate_parameters=True)

@@ -20,9 +20,9 @@ from tasks.summary import summary_task
 from tasks.stress import stress_task
 from tasks.train import train_task
 from tasks.tracking import finish_tracking, run_config, start_tracking, train_flow_run_name
-from textcls_core.candidates import plan_candidates
-from textcls_core.config import Config
-from textcls_core.procs import available_cpus, limit_thread_pools, resolve_cpus
+from textcls_core.training.candidates import plan_candidates
+from textcls_core.runtime.config import Config
+from textcls_core.runtime.procs import available_cpus, limit_thread_pools, resolve_cpus
 
 
 @flow(name="train-text-classifier", validate_parameters=True, flow_run_name=train_flow_run_name)

@@ -17,8 +17,8 @@ from tasks.preflight import preflight_task
 from tasks.runguard import guard_run
 from tasks.tracking import client_for, finish_tracking, start_tracking, tune_flow_run_name
 from tasks.tune import ask_trial, best_config, open_study_task, sampling_study, study_trials, tune_report_task, tune_trial_task
-from textcls_core.config import Config
-from textcls_core.procs import available_cpus, limit_thread_pools, resolve_cpus
+from textcls_core.runtime.config import Config
+from textcls_core.runtime.procs import available_cpus, limit_thread_pools, resolve_cpus
 
 
 @flow(name="tune-text-classifier", validate_parameters=True, flow_run_name=tune_flow_run_name)

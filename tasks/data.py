@@ -1,7 +1,7 @@
 """Data stages: analyze, clean, split (and the segmentation helper of encode). Each reads and writes files in
 the run folder and logs to MLflow.
 
-The compute of each stage goes through an on-disk cache (textcls_core.cache) keyed by the content hash of its
+The compute of each stage goes through an on-disk cache (textcls_core.dataset.cache) keyed by the content hash of its
 input, the config slice that shapes its output and the code that computes it; the task then copies the
 stage's files into the run folder and logs them, so a re-run with unchanged data and settings skips the
 work but every MLflow run still gets every metric, tag and artifact of its own.
@@ -22,16 +22,16 @@ from prefect.runtime import flow_run
 from tasks.artifacts import run_artifact_key
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_datasets, log_metrics_now, split_datasets
 from tasks.runguard import file_rows_estimate, mark_stage, parquet_rows
-from textcls_core.analyze import analyze_dataset, format_report, save_analysis_html
-from textcls_core.cache import Entry, StageCache, code_version, file_sha256, fingerprint, segment_with_cache
-from textcls_core.clean import check_quality, clean_dataset
-from textcls_core.config import CleanConfig, DataConfig, SplitConfig
-from textcls_core.data import read_dataset, sample_rows
-from textcls_core.split import SPLITS, hash_frame, remove_cross_split_duplicates, split_by_hash, split_dataset
+from textcls_core.dataset.analyze import analyze_dataset, format_report, save_analysis_html
+from textcls_core.dataset.cache import Entry, StageCache, code_version, file_sha256, fingerprint, segment_with_cache
+from textcls_core.dataset.clean import check_quality, clean_dataset
+from textcls_core.runtime.config import CleanConfig, DataConfig, SplitConfig
+from textcls_core.dataset.read import read_dataset, sample_rows
+from textcls_core.dataset.split import SPLITS, hash_frame, remove_cross_split_duplicates, split_by_hash, split_dataset
 
 REPORT_FILES = ("json", "md", "html")
 # what each stage's output depends on besides its input and config: a change here re-computes it
-_ANALYZE_CODE = ("textcls_core.data", "textcls_core.analyze", "textcls_core.tokenize", "textcls_core.report", "textcls_core.split",
+_ANALYZE_CODE = ("textcls_core.dataset.read", "textcls_core.dataset.analyze", "textcls_core.text.tokenize", "textcls_core.evaluation.html", "textcls_core.dataset.split",
                  "tasks.data")  # split: hash_frame makes the cached raw_sha256
 
 
@@ -132,7 +132,7 @@ def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: dict[str, Any], 
 
     # the gates (max_drop_share, min_class_examples) do not change the output: they are checked on every run
     key = fingerprint("clean", file_sha256(raw_path), clean_cfg.model_dump(exclude={"max_drop_share", "min_class_examples"}), max_len,
-                      code_version("textcls_core.clean", "tasks.data")) if cache.root else ""
+                      code_version("textcls_core.dataset.clean", "tasks.data")) if cache.root else ""
     entry = cache.run("clean", key, build, scratch=run_dir / "data")
     kept_path = entry.copy_to("clean.parquet", run_dir / "data" / "clean.parquet")
     dropped_path = entry.copy_to("dropped.csv", run_dir / "data" / "dropped.csv")
@@ -192,7 +192,7 @@ def split_task(clean_path: str, split_cfg: SplitConfig, seed: int, tracking: dic
                 "dataset_sha256": hash_frame(df), "leakage_removed": len(leaked)}
 
     key = fingerprint("split", file_sha256(clean_path), split_cfg.model_dump(), seed,
-                      code_version("textcls_core.split", "textcls_core.fingerprint", "tasks.data")) if cache.root else ""
+                      code_version("textcls_core.dataset.split", "textcls_core.dataset.fingerprint", "tasks.data")) if cache.root else ""
     entry = cache.run("split", key, build, scratch=run_dir / "data")
     out: dict[str, Any] = {"paths": {n: str(entry.copy_to(f"{n}.parquet", run_dir / "data" / f"{n}.parquet")) for n in SPLITS},
                            "sha256": entry.meta["sha256"], "rows": entry.meta["rows"],

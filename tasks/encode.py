@@ -14,10 +14,10 @@ from prefect.cache_policies import NO_CACHE
 from tasks.data import segment_splits
 from tasks.tracking import get_run_logger, log_artifacts, log_metrics_now
 from tasks.runguard import mark_stage, parquet_rows
-from textcls_core.config import CleanConfig, TokenizeConfig
-from textcls_core.encoders import TextEncoder, WordEncoder, encoder_sha256
-from textcls_core.split import SPLITS, hash_frame
-from textcls_core.tokenize import build_vocab, encode_tokens, oov_rate
+from textcls_core.runtime.config import CleanConfig, TokenizeConfig
+from textcls_core.text.encoders import TextEncoder, WordEncoder, encoder_sha256
+from textcls_core.dataset.split import SPLITS, hash_frame
+from textcls_core.text.tokenize import build_vocab, encode_tokens, oov_rate
 
 
 def raw_texts(frame: pd.DataFrame) -> list[str]:

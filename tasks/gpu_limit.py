@@ -22,7 +22,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import ObjectNotFound
 
 from tasks.tracking import get_run_logger
-from textcls_core.errors import ConfigError
+from textcls_core.runtime.errors import ConfigError
 
 GPU_LIMIT = "textcls-gpu"
 

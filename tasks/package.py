@@ -27,20 +27,20 @@ from tasks.registry import (append_log, current_champion, load_model_folder, loa
                             version_for_run)
 from tasks.runguard import mark_stage, parquet_rows
 from tasks.tracking import client_for, get_run_logger, git_commit, log_metrics_now, split_datasets
-from textcls_core.config import Config
-from textcls_core.data import read_dataset
-from textcls_core.errors import DataError
-from textcls_core.fingerprint import build_fingerprint, load_fingerprint, save_fingerprint, unseen_mask
-from textcls_core.gate import ALREADY_CHAMPION, NO_CHAMPION, Comparison, GateResult, compare_on_rows, decide_promotion
-from textcls_core.stress import flip_rate_checks, read_flip_rates
-from textcls_core.model_card import CardFacts, registered_model_card, version_card
-from textcls_core.redact import redact_uri
+from textcls_core.runtime.config import Config
+from textcls_core.dataset.read import read_dataset
+from textcls_core.runtime.errors import DataError
+from textcls_core.dataset.fingerprint import build_fingerprint, load_fingerprint, save_fingerprint, unseen_mask
+from textcls_core.registry.gate import ALREADY_CHAMPION, NO_CHAMPION, Comparison, GateResult, compare_on_rows, decide_promotion
+from textcls_core.evaluation.stress import flip_rate_checks, read_flip_rates
+from textcls_core.registry.model_card import CardFacts, registered_model_card, version_card
+from textcls_core.runtime.redact import redact_uri
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 CORE_DIR = Path(__file__).resolve().parent.parent / "textcls_core"
 INPUT_EXAMPLE = ["这本书很好看", "质量太差了"]
 # what the pyfunc imports at load time; versions pinned to this environment's
-# psutil: textcls_core.procs (imported by tokenize) reads the CPU quota with it; the fresh-virtualenv test found it missing
+# psutil: textcls_core.runtime.procs (imported by tokenize) reads the CPU quota with it; the fresh-virtualenv test found it missing
 _REQUIREMENTS = ("torch", "jieba", "pandas", "numpy", "pydantic", "pyyaml", "scikit-learn", "mlflow", "psutil")
 
 

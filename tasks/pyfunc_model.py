@@ -27,14 +27,14 @@ DEADLINE_CHUNK = 256  # texts scored between deadline checks: the classifier's o
 
 class TextclsModel(PythonModel):
     def load_context(self, context) -> None:
-        from textcls_core.classifiers import load_classifier  # network, tfidf_lr or ensemble folder, by model.json's kind
+        from textcls_core.modeling.classifiers import load_classifier  # network, tfidf_lr or ensemble folder, by model.json's kind
 
         self.classifier = load_classifier(context.artifacts["model_dir"])
         self.max_texts = int((getattr(context, "model_config", None) or {}).get("max_texts", DEFAULT_MAX_TEXTS))
         self.request_timeout_s = float((getattr(context, "model_config", None) or {}).get("request_timeout_s", DEFAULT_REQUEST_TIMEOUT_S))
 
     def predict(self, context, model_input: list[str], params=None) -> pd.DataFrame:
-        from textcls_core.clean import as_text
+        from textcls_core.dataset.clean import as_text
 
         texts = model_input[model_input.columns[0]].tolist() if isinstance(model_input, pd.DataFrame) else list(model_input)
         if len(texts) > self.max_texts:  # MLflow answers INVALID_PARAMETER_VALUE with HTTP 400

@@ -27,10 +27,10 @@ from mlflow.exceptions import MlflowException
 
 from tasks.events import PROMOTED, emit_model_event
 from tasks.tracking import client_for
-from textcls_core.errors import TextclsError
-from textcls_core.fingerprint import load_fingerprint
-from textcls_core.classifiers import load_classifier
-from textcls_core.predictor import TextClassifier
+from textcls_core.runtime.errors import TextclsError
+from textcls_core.dataset.fingerprint import load_fingerprint
+from textcls_core.modeling.classifiers import load_classifier
+from textcls_core.modeling.predictor import TextClassifier
 
 _log = logging.getLogger("textcls.registry")
 LOG_TAG_PREFIX = "textcls.log."  # registered-model tags textcls.log.000001...: append-only audit of registry changes
@@ -180,7 +180,7 @@ def load_version(name: str, version: str, tracking_uri: str) -> tuple[TextClassi
     """(classifier, training fingerprint or None) of a registered version; None = registered before fingerprints."""
     folder = download_model_dir(name, version, tracking_uri, tempfile.mkdtemp(prefix=f"textcls-{_lock_key(name)}-v{version}-"))
     return load_model_folder(folder), load_fingerprint(folder)
-from textcls_core.redact import redact_uri
+from textcls_core.runtime.redact import redact_uri
 
 
 def load_registered_classifier(model_uri: str, tracking_uri: str) -> TextClassifier:

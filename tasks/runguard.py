@@ -29,9 +29,9 @@ from prefect.client.orchestration import get_client
 from prefect.states import Cancelled, Failed
 
 from tasks.tracking import client_for, get_run_logger
-from textcls_core.config import RunConfig
-from textcls_core.procs import kill_child_processes
-from textcls_core.watchdog import Expiry, Watchdog, stage_bound
+from textcls_core.runtime.config import RunConfig
+from textcls_core.runtime.procs import kill_child_processes
+from textcls_core.runtime.watchdog import Expiry, Watchdog, stage_bound
 
 EXIT_STAGE_TIMEOUT = 3
 STOP_BACKSTOP_S = 25.0  # whatever happens while marking the runs, the process is gone this long after the signal

@@ -15,8 +15,8 @@ from tasks.artifacts import run_artifact_key
 from tasks.relabel import relabel_lineage
 from tasks.tracking import client_for
 from tasks.runguard import mark_stage
-from textcls_core.redact import redact_uri
-from textcls_core.tracking_names import clip
+from textcls_core.runtime.redact import redact_uri
+from textcls_core.registry.tracking_names import clip
 
 
 def summary_markdown(s: dict[str, Any]) -> str:

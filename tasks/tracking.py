@@ -22,10 +22,10 @@ from prefect.exceptions import MissingContextError
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from textcls_core.config import Config, build_config
-from textcls_core.errors import ConfigError
-from textcls_core.redact import redact_text, redact_uri, redact_values
-from textcls_core.tracking_names import clip, data_name, run_name
+from textcls_core.runtime.config import Config, build_config
+from textcls_core.runtime.errors import ConfigError
+from textcls_core.runtime.redact import redact_text, redact_uri, redact_values
+from textcls_core.registry.tracking_names import clip, data_name, run_name
 
 
 def get_run_logger() -> logging.Logger | logging.LoggerAdapter:

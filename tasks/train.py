@@ -19,14 +19,14 @@ from tasks.candidates import CoreShare
 from tasks.gpu_limit import gpu_slots, occupy_gpus
 from tasks.tracking import MetricLogger, client_for, get_run_logger, log_artifacts, log_metrics_now, system_metrics
 from tasks.runguard import mark_stage, parquet_rows
-from textcls_core.config import CleanConfig, ModelConfig, TokenizeConfig, TrainConfig
-from textcls_core.distributed import ERROR_PREFIX, METRIC_PREFIX, launch_command, result_paths
-from textcls_core.encoders import PretrainedEncoder, TextEncoder, WordEncoder, load_tokenizer
-from textcls_core.errors import TextclsError
-from textcls_core.fit import FitSpec, fit, prepare_model
-from textcls_core.predictor import TextClassifier
-from textcls_core.tokenize import PAD_ID
-from textcls_core.train import pick_device
+from textcls_core.runtime.config import CleanConfig, ModelConfig, TokenizeConfig, TrainConfig
+from textcls_core.training.distributed import ERROR_PREFIX, METRIC_PREFIX, launch_command, result_paths
+from textcls_core.text.encoders import PretrainedEncoder, TextEncoder, WordEncoder, load_tokenizer
+from textcls_core.runtime.errors import TextclsError
+from textcls_core.training.fit import FitSpec, fit, prepare_model
+from textcls_core.modeling.predictor import TextClassifier
+from textcls_core.text.tokenize import PAD_ID
+from textcls_core.training.loop import pick_device
 
 
 def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:

@@ -34,14 +34,14 @@ from tasks.encode_pretrained import encode_pretrained_task
 from tasks.runguard import mark_stage
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_metrics_now
 from tasks.train import train_task
-from textcls_core.candidates import score
-from textcls_core.config import Config
-from textcls_core.config_reference import render_yaml
-from textcls_core.errors import ConfigError, TextclsError
-from textcls_core.procs import resolve_cpus
-from textcls_core.redact import redact_uri, redact_values
-from textcls_core.side_work import TfidfJob
-from textcls_core.tune import apply, default_point, parse_space, suggest
+from textcls_core.training.candidates import score
+from textcls_core.runtime.config import Config
+from textcls_core.runtime.config_reference import render_yaml
+from textcls_core.runtime.errors import ConfigError, TextclsError
+from textcls_core.runtime.procs import resolve_cpus
+from textcls_core.runtime.redact import redact_uri, redact_values
+from textcls_core.training.side_work import TfidfJob
+from textcls_core.training.search_space import apply, default_point, parse_space, suggest
 
 HEARTBEAT_S = 30  # a live trial writes a heartbeat this often
 GRACE_S = 180  # a RUNNING trial without a heartbeat for this long belongs to a dead process: it is failed
@@ -299,7 +299,7 @@ def tune_report_task(study_info: dict[str, Any], base: Config, tracking: dict[st
               f"# validation {base.train.select_metric} {best.value:.4f}"
               + (f" vs {default.value:.4f} for the starting config (trial {default.number})" if default and default.value is not None else "")
               + f".\n# Launch:   textcls run --config {run_dir / 'best_config.yaml'}\n"
-              f"# Written {datetime.now():%Y-%m-%d %H:%M}; every key is listed. Schema: textcls_core/config.py")
+              f"# Written {datetime.now():%Y-%m-%d %H:%M}; every key is listed. Schema: textcls_core/runtime/config.py")
     body = yaml.safe_dump(redact_values(cfg.model_dump(mode="json")), allow_unicode=True, sort_keys=False)
     best_path = run_dir / "best_config.yaml"
     best_path.write_text(render_yaml(header + "\n\n" + body), encoding="utf-8")

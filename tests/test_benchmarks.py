@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import train_throughput as tt  # noqa: E402
 
-from textcls_core.batching import EncodedDataset  # noqa: E402
+from textcls_core.text.batching import EncodedDataset  # noqa: E402
 
 # Runs a script with the device machine's missing packages hidden from every import finder and from importlib.metadata.
 HIDE_PACKAGES = '''

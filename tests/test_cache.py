@@ -16,7 +16,7 @@ from tasks.data import analyze_task, clean_task, split_task
 from tasks.encode import encode_task
 from tests.conftest import NEG, POS, small_config
 from tests.test_tasks import _start_run
-from textcls_core.cache import StageCache, fingerprint, texts_sha256
+from textcls_core.dataset.cache import StageCache, fingerprint, texts_sha256
 
 STAGES = ("analyze", "clean", "split", "segment")
 

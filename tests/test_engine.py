@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from textcls_core.batching import BucketBatchSampler, EncodedDataset, collate_batch, padded_width
-from textcls_core.config import ModelConfig, TrainConfig, build_config
-from textcls_core.errors import ConfigError
-from textcls_core.models import BiLSTMAttention, TextCNN, build_model, logits_to_proba
-from textcls_core.train import (_accumulate, classification_loss, load_checkpoint, resolve_precision, save_checkpoint,
+from textcls_core.text.batching import BucketBatchSampler, EncodedDataset, collate_batch, padded_width
+from textcls_core.runtime.config import ModelConfig, TrainConfig, build_config
+from textcls_core.runtime.errors import ConfigError
+from textcls_core.modeling.networks import BiLSTMAttention, TextCNN, build_model, logits_to_proba
+from textcls_core.training.loop import (_accumulate, classification_loss, load_checkpoint, resolve_precision, save_checkpoint,
                                 set_seed, train_model)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +81,7 @@ def test_a_non_scalar_loss_is_refused_before_backward():
         def forward(self, ids):
             return self.w * torch.ones(ids.size(0), 2)
 
-    import textcls_core.train as train_mod
+    import textcls_core.training.loop as train_mod
 
     real = train_mod.classification_loss
     train_mod.classification_loss = lambda logits, labels, reduction="mean": real(logits, labels, "none")
@@ -234,10 +234,10 @@ def test_resume_after_kill_9_ends_like_an_uninterrupted_run(tmp_path):
 def test_evaluation_and_prediction_build_no_graph():
     from torch.utils.data import DataLoader
 
-    from textcls_core.encoders import WordEncoder
-    from textcls_core.config import CleanConfig
-    from textcls_core.predictor import TextClassifier
-    from textcls_core.train import evaluate_model
+    from textcls_core.text.encoders import WordEncoder
+    from textcls_core.runtime.config import CleanConfig
+    from textcls_core.modeling.predictor import TextClassifier
+    from textcls_core.training.loop import evaluate_model
 
     class Spy(TextCNN):
         seen: list = []

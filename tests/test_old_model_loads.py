@@ -48,12 +48,14 @@ def test_old_model_predicts_the_same_after_the_current_package_is_imported(monke
 
     monkeypatch.setattr(sys, "path", list(sys.path))  # MLflow prepends the model's code/: undone after the test
 
-    import textcls_core.classifiers  # noqa: F401  (today's package first, as in the champion re-score)
+    import textcls_core.modeling.classifiers  # noqa: F401  (today's package first, as in the champion re-score)
 
     out = mlflow.pyfunc.load_model(str(FIXTURE)).predict(EXPECTED["texts"])
     cols = [c for c in out.columns if c.startswith("prob_")]
     _check({"labels": out["label"].tolist(), "probs": out[cols].to_numpy().tolist(), "columns": cols})
-    assert "fixtures" not in sys.modules["textcls_core.classifiers"].__file__  # it really ran on today's package
+    assert "fixtures" not in sys.modules["textcls_core.modeling.classifiers"].__file__  # it really ran on today's package
+    # the model imported the flat name textcls_core.classifiers: the alias served today's module, not a second copy
+    assert sys.modules["textcls_core.classifiers"] is sys.modules["textcls_core.modeling.classifiers"]
     for name, module in list(sys.modules.items()):  # nothing later tests import may come from the fixture's copy
         if str(FIXTURE) in (getattr(module, "__file__", None) or ""):
             del sys.modules[name]

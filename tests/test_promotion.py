@@ -23,11 +23,11 @@ from tasks.registry import (HISTORY_TAG, current_champion, lock_location, promot
                             rollback_champion)
 from tasks.tracking import client_for
 from tests.conftest import small_config
-from textcls_core.config import CleanConfig, ModelConfig
-from textcls_core.encoders import WordEncoder
-from textcls_core.fingerprint import FINGERPRINT_FILE
-from textcls_core.models import TextCNN
-from textcls_core.predictor import TextClassifier
+from textcls_core.runtime.config import CleanConfig, ModelConfig
+from textcls_core.text.encoders import WordEncoder
+from textcls_core.dataset.fingerprint import FINGERPRINT_FILE
+from textcls_core.modeling.networks import TextCNN
+from textcls_core.modeling.predictor import TextClassifier
 
 ROWS = pd.DataFrame({"text": [f"订单{i} {'满意' if i % 2 == 0 else '失望'}{' 但是' if i % 5 == 0 else ''}" for i in range(900)],
                      "label": ["positive" if i % 2 == 0 else "negative" for i in range(900)]})
@@ -285,7 +285,7 @@ def test_bad_eval_set_fails_before_any_work(tmp_path, monkeypatch, capsys):
 
 
 def test_regression_set_check_and_hand_promotion_errors(env, tmp_path):
-    from textcls_core.errors import TextclsError
+    from textcls_core.runtime.errors import TextclsError
 
     env["package"]("flawed", env["split"])
     reg = tmp_path / "regression.csv"

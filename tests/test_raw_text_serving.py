@@ -91,7 +91,7 @@ def _run_stages(cfg, tmp_path: Path) -> tuple[dict, dict, Path]:
 
 @pytest.mark.slow
 def test_served_model_scores_raw_text_like_the_evaluation(tmp_path, tracking_uri):
-    from textcls_core.predictor import TextClassifier
+    from textcls_core.modeling.predictor import TextClassifier
 
     _messy_csv(tmp_path / "messy.csv")
     cfg = small_config(tmp_path, tracking_uri, f"data.path={tmp_path / 'messy.csv'}", "data.max_rows=0", "serve.max_texts=100",

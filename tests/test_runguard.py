@@ -17,10 +17,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tasks.runguard import RunGuard, mark_stage, parquet_rows
-from textcls_core.config import RunConfig, build_config
-from textcls_core.errors import ConfigError
-from textcls_core.procs import available_cpus, resolve_cpus
-from textcls_core.watchdog import Watchdog, check_stage_timeouts, stage_bound
+from textcls_core.runtime.config import RunConfig, build_config
+from textcls_core.runtime.errors import ConfigError
+from textcls_core.runtime.procs import available_cpus, resolve_cpus
+from textcls_core.runtime.watchdog import Watchdog, check_stage_timeouts, stage_bound
 
 
 def test_available_cpus_takes_the_cgroup_quota_under_the_affinity(tmp_path):

@@ -9,8 +9,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from tasks.pyfunc_model import DEADLINE_CHUNK, TextclsModel
-from textcls_core.config import build_config
-from textcls_core.errors import ConfigError
+from textcls_core.runtime.config import build_config
+from textcls_core.runtime.errors import ConfigError
 
 
 class _SlowClassifier:

@@ -5,9 +5,9 @@ import logging
 
 import pytest
 
-from textcls_core.config import Config, build_config, load_config
-from textcls_core.errors import ConfigError
-from textcls_core.redact import redact_text, redact_uri, redact_values
+from textcls_core.runtime.config import Config, build_config, load_config
+from textcls_core.runtime.errors import ConfigError
+from textcls_core.runtime.redact import redact_text, redact_uri, redact_values
 
 
 def test_environment_fills_only_what_yaml_and_set_leave_out(monkeypatch, tmp_path):

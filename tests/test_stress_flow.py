@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from flows.cli import main
 from flows.train import train_text_classifier
 from tests.conftest import NEG, POS, small_config
-from textcls_core.config import BUILTIN_PERTURBATIONS
+from textcls_core.runtime.config import BUILTIN_PERTURBATIONS
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ from mlflow import MlflowClient
 
 from tasks.stress import stress_task
 from tests.conftest import NEG, POS
-from textcls_core.config import CleanConfig, ModelConfig, StressConfig
-from textcls_core.encoders import WordEncoder
-from textcls_core.predictor import TextClassifier, build_model
-from textcls_core.train import set_seed
+from textcls_core.runtime.config import CleanConfig, ModelConfig, StressConfig
+from textcls_core.text.encoders import WordEncoder
+from textcls_core.modeling.predictor import TextClassifier, build_model
+from textcls_core.training.loop import set_seed
 
 
 def test_stress_task_writes_files_logs_metrics_and_links_the_report(tmp_path, tracking_uri):

@@ -19,8 +19,8 @@ from tasks.package import package_task
 from tasks.train import train_task
 from tasks.tracking import client_for, resolve_tracking_uri
 from tests.conftest import small_config
-from textcls_core.evaluate import BADCASE_COLUMNS
-from textcls_core.predictor import TextClassifier
+from textcls_core.evaluation.metrics import BADCASE_COLUMNS
+from textcls_core.modeling.predictor import TextClassifier
 
 
 def _start_run(cfg, tmp_path):

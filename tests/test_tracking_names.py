@@ -7,7 +7,7 @@ from datetime import datetime
 
 from mlflow import MlflowClient
 
-from textcls_core.tracking_names import MAX_KEY, clip, per_class_keys, run_name
+from textcls_core.registry.tracking_names import MAX_KEY, clip, per_class_keys, run_name
 
 
 def test_class_names_become_distinct_metric_keys_mlflow_accepts(tmp_path):

@@ -9,9 +9,9 @@ import yaml
 from mlflow import MlflowClient
 
 from flows.cli import main
-from textcls_core.config import build_config, load_config
-from textcls_core.errors import ConfigError
-from textcls_core.tune import apply, default_point, parse_space, suggest
+from textcls_core.runtime.config import build_config, load_config
+from textcls_core.runtime.errors import ConfigError
+from textcls_core.training.search_space import apply, default_point, parse_space, suggest
 
 
 def test_space_parses_ranges_and_choices_with_the_schemas_types():

@@ -1,0 +1,75 @@
+"""Assessing a classifier on labelled rows: the model, the run's baseline and the champion scored on the same raw
+texts, label errors searched out of fold, latency; validation metrics for the gate. Pure: the evaluate tasks
+(tasks/evaluate.py) read the files, publish and log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from textcls_core.evaluation.out_of_fold import out_of_fold_proba
+from textcls_core.modeling.classifiers import proba_and_oov
+from textcls_core.runtime.config import EvaluateConfig
+from textcls_core.evaluation.metrics import compute_metrics
+from textcls_core.evaluation.assemble import build_evaluation, measure_latency
+from textcls_core.evaluation.label_issues import find_suspect_labels
+
+
+def label_ids(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
+    ids = {name: i for i, name in enumerate(labels)}
+    return frame["label"].map(ids).to_numpy()
+
+
+def aligned_proba(clf: Any, texts: list[str], labels: list[str], batch_size: int) -> np.ndarray:
+    """Probabilities of `clf` re-ordered to `labels` (a class it does not know gets 0)."""
+    probs = clf.predict_proba(texts, batch_size)
+    out = np.zeros((len(texts), len(labels)))
+    for j, name in enumerate(clf.labels):
+        if name in labels:
+            out[:, labels.index(name)] = probs[:, j]
+    return out
+
+
+def assess_classifier(clf: Any, test: pd.DataFrame, eval_cfg: EvaluateConfig, baseline: Any | None,
+                      label_pool: pd.DataFrame | None, champion: Any | None, seed: int, log: Any,
+                      source_sha256: str = "", oof: np.ndarray | None = None):
+    """Score clf (any model kind) on one labelled frame beside `baseline` (the run's tfidf_lr candidate, or None);
+    the label-error search runs over `label_pool` (its queue records source_sha256, the file its row ids refer to,
+    for `textcls relabel apply`). oof: out-of-fold probabilities of label_pool's rows, in its order and clf.labels'
+    column order, when the caller has them (the candidates stage computes them from tfidf_lr's features); else a
+    char n-gram baseline computes them here."""
+    labels = clf.labels
+    y = label_ids(test, labels)
+    texts = test["text"].tolist()
+    # the model and the champion get what production gets, the raw text, and clean it with their own encoder
+    raw = test["raw_text"].tolist() if "raw_text" in test.columns else texts
+    probs, oov = proba_and_oov(clf, raw, eval_cfg.batch_size)  # a network encodes once, in eval() + inference_mode
+    relabel = None
+    baseline_probs = aligned_proba(baseline, raw, labels, eval_cfg.batch_size) if baseline is not None else None
+    if eval_cfg.label_error_folds and label_pool is not None:
+        pool_y = label_ids(label_pool, labels)
+        if oof is None:
+            oof = out_of_fold_proba(label_pool["text"].tolist(), pool_y, len(labels), eval_cfg.label_error_folds, seed)
+        elif oof.shape != (len(label_pool), len(labels)):
+            raise ValueError(f"out-of-fold probabilities of shape {oof.shape} for {len(label_pool)} rows and {len(labels)} labels")
+        relabel = find_suspect_labels(label_pool, pool_y, oof, labels, source_sha256)
+        log.info("evaluate: %d suspected label errors in %d rows", len(relabel), len(label_pool))
+    champion_probs = aligned_proba(champion, raw, labels, eval_cfg.batch_size) if champion is not None else None
+    latency = measure_latency(lambda t: clf.predict_proba(t, eval_cfg.batch_size), raw, eval_cfg.latency_samples)
+    return build_evaluation(test, y, probs, labels, oov, baseline_probs, champion_probs, relabel, latency)
+
+
+def validation_metrics(clf: Any, val: pd.DataFrame, baseline: Any | None, eval_cfg: EvaluateConfig) -> dict[str, float]:
+    """The shipped model and the tfidf_lr candidate (the baseline) on the validation split: val_/baseline_val_
+    accuracy and macro_f1, which the promotion gate compares (registry.baseline_check)."""
+    labels = clf.labels
+    y = label_ids(val, labels)
+    raw = val["raw_text"].tolist() if "raw_text" in val.columns else val["text"].tolist()
+    m = compute_metrics(y, clf.predict_proba(raw, eval_cfg.batch_size), labels)
+    out = {"val_accuracy": float(m["accuracy"]), "val_macro_f1": float(m["macro_f1"])}
+    if baseline is not None:
+        b = compute_metrics(y, aligned_proba(baseline, raw, labels, eval_cfg.batch_size), labels)
+        out |= {"baseline_val_accuracy": float(b["accuracy"]), "baseline_val_macro_f1": float(b["macro_f1"])}
+    return out
