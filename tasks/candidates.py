@@ -22,7 +22,7 @@ from textcls_core.training.candidates import choose_candidate, display_name, pai
 from textcls_core.modeling.classifiers import load_classifier
 from textcls_core.runtime.config import CleanConfig, ModelConfig, RunConfig, TokenizeConfig
 from textcls_core.modeling.ensemble import EnsembleClassifier, crossfit_proba, fit_weight
-from textcls_core.dataset.split import SPLITS
+from textcls_core.dataset.split import SPLITS, class_labels
 from textcls_core.runtime.watchdog import stage_bound
 from textcls_core.training.side_work import SideProcess, TfidfJob, TfidfOutcome, raw_texts as _raw, run_tfidf_job
 
@@ -123,7 +123,7 @@ def candidates_task(split_paths: dict[str, str], network_dir: str | None, model_
     plan = plan_candidates(model_cfg, baseline)
     frames = {name: pd.read_parquet(split_paths[name]) for name in SPLITS}
     network = load_classifier(network_dir) if network_dir else None
-    labels = list(network.labels) if network is not None else sorted(frames["train"]["label"].unique().tolist())
+    labels = list(network.labels) if network is not None else class_labels(frames["train"])
     index = {name: i for i, name in enumerate(labels)}
     y = {name: frames[name]["label"].map(index).to_numpy() for name in SPLITS}
     dirs: dict[str, str] = {}

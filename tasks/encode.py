@@ -15,9 +15,8 @@ from tasks.data import segment_splits
 from tasks.tracking import get_run_logger, log_artifacts, log_metrics_now
 from tasks.runguard import mark_stage, parquet_rows
 from textcls_core.runtime.config import CleanConfig, TokenizeConfig
-from textcls_core.text.encoders import TextEncoder, WordEncoder, encoder_sha256
-from textcls_core.dataset.split import SPLITS, hash_frame
-from textcls_core.text.tokenize import build_vocab, encode_tokens, oov_rate
+from textcls_core.text.encoders import TextEncoder, WordEncoder, encoder_sha256, fit_word_encoder
+from textcls_core.dataset.split import SPLITS, class_labels, hash_frame
 
 
 def raw_texts(frame: pd.DataFrame) -> list[str]:
@@ -79,18 +78,13 @@ def encode_task(split_paths: dict[str, str], tok_cfg: TokenizeConfig, tracking: 
     probe = TextEncoder(clean_cfg, WordEncoder([], tok_cfg.max_len))  # cleaning + bounds; the vocabulary comes next
     texts = prepare_splits(probe, frames)
     tokens = segment_splits(texts, tok_cfg.workers, tracking)  # parallel jieba, cached by the texts' content hash
-    itos = build_vocab(tokens["train"], tok_cfg.min_freq, tok_cfg.max_vocab)
-    stoi = {w: i for i, w in enumerate(itos)}
-    labels = sorted(frames["train"]["label"].unique().tolist())
-    ids = {name: encode_tokens(tokens[name], stoi, tok_cfg.max_len) for name in SPLITS}
-    metrics: dict[str, Any] = {"vocab_size": len(itos), "num_classes": len(labels)}
-    for name in SPLITS:
-        metrics[f"{name}_oov_rate"] = oov_rate(tokens[name], stoi)
-        metrics[f"{name}_truncated_share"] = sum(len(t) > tok_cfg.max_len for t in tokens[name]) / max(len(ids[name]), 1)
+    words, ids, metrics = fit_word_encoder(tokens, tok_cfg.max_len, tok_cfg.min_freq, tok_cfg.max_vocab)
+    labels = class_labels(frames["train"])
+    metrics = {"vocab_size": metrics.pop("vocab_size"), "num_classes": len(labels)} | metrics
     vocab_path = Path(tracking["run_dir"]) / "encoded" / "vocab.json"
     paths = write_encoded(frames, ids, labels, metrics, tracking)
-    vocab_path.write_text(json.dumps(itos, ensure_ascii=False), encoding="utf-8")
-    saved = save_encoder(TextEncoder(clean_cfg, WordEncoder(itos, tok_cfg.max_len)), frames, tracking)
-    get_run_logger().info("encode: vocab %d, labels %s, oov val %.3f, encoder %s", len(itos), labels, metrics["val_oov_rate"],
+    vocab_path.write_text(json.dumps(words.itos, ensure_ascii=False), encoding="utf-8")
+    saved = save_encoder(TextEncoder(clean_cfg, words), frames, tracking)
+    get_run_logger().info("encode: vocab %d, labels %s, oov val %.3f, encoder %s", words.vocab_size, labels, metrics["val_oov_rate"],
                           saved["encoder_dir"])
     return {"paths": paths, "vocab_path": str(vocab_path), "labels": labels} | saved | metrics

@@ -13,7 +13,7 @@ from tasks.tracking import get_run_logger
 from tasks.runguard import mark_stage, parquet_rows
 from textcls_core.runtime.config import CleanConfig, ModelConfig, TokenizeConfig
 from textcls_core.text.encoders import PretrainedEncoder, TextEncoder, load_tokenizer, tokenize_with
-from textcls_core.dataset.split import SPLITS
+from textcls_core.dataset.split import SPLITS, class_labels
 
 
 @task(name="encode-pretrained", cache_policy=NO_CACHE)
@@ -26,7 +26,7 @@ def encode_pretrained_task(split_paths: dict[str, str], tok_cfg: TokenizeConfig,
     text_encoder = TextEncoder(clean_cfg, encoder)
     frames = {name: pd.read_parquet(split_paths[name]) for name in SPLITS}
     texts = prepare_splits(text_encoder, frames)
-    labels = sorted(frames["train"]["label"].unique().tolist())
+    labels = class_labels(frames["train"])
     ids: dict[str, list[list[int]]] = {}
     metrics: dict[str, Any] = {"vocab_size": encoder.vocab_size, "num_classes": len(labels)}
     for name in SPLITS:

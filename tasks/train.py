@@ -91,7 +91,7 @@ def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: Train
     labels: list[str] = encoded["labels"]
     share = CoreShare(train_cfg.num_threads or torch.get_num_threads())  # a core for the side process while it runs
     spec = FitSpec(train_path=encoded["paths"]["train"], val_path=encoded["paths"]["val"], labels=labels,
-                   model=model_cfg.model_dump(), train=train_cfg.model_dump() | {"num_threads": share.wanted()}, max_len=tok_cfg.max_len, seed=seed,
+                   model=model_cfg, train=train_cfg.model_copy(update={"num_threads": share.wanted()}), max_len=tok_cfg.max_len, seed=seed,
                    vocab_size=encoded["vocab_size"], pad_id=encoded.get("pad_id", PAD_ID),
                    checkpoint_path=str(run_dir / "checkpoints" / "last.pt"), fingerprint=encoded.get("fingerprint", {}))
     client = client_for(tracking["tracking_uri"])

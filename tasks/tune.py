@@ -34,6 +34,7 @@ from tasks.encode_pretrained import encode_pretrained_task
 from tasks.runguard import mark_stage
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_metrics_now
 from tasks.train import train_task
+from textcls_core.dataset.split import class_labels
 from textcls_core.training.candidates import score
 from textcls_core.runtime.config import Config
 from textcls_core.runtime.config_reference import render_yaml
@@ -179,7 +180,7 @@ def _child_tracking(parent: dict[str, Any], run_id: str, number: int) -> dict[st
 
 def _score_tfidf(cfg: Config, split_paths: dict[str, str], tracking: dict[str, Any]) -> float:
     frames = {name: pd.read_parquet(split_paths[name]) for name in ("train", "val")}
-    labels = sorted(frames["train"]["label"].unique().tolist())
+    labels = class_labels(frames["train"])
     index = {name: i for i, name in enumerate(labels)}
     y = {name: frames[name]["label"].map(index).to_numpy() for name in ("train", "val")}
     job = TfidfJob(split_paths, labels, cfg.model, cfg.tokenize, cfg.clean, cfg.train.select_metric,

@@ -16,6 +16,12 @@ _SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "v
                 "test": "test", "testing": "test"}
 
 
+
+def class_labels(train: pd.DataFrame) -> list[str]:
+    """The run's classes in id order: the train split's labels, sorted. Label id i is class_labels(train)[i] in the
+    encoded files, every candidate, the evaluation and the served model (the split puts every class in train)."""
+    return sorted(train["label"].unique().tolist())
+
 def normalize_group_ids(values: pd.Series) -> pd.Series:
     """Group ids as one canonical string each: 1, 1.0, "1" and " 1 " are one group (chunked Parquet/JSONL reading
     turns an integer column with nulls into floats in some chunks only); missing values become ""."""

@@ -19,7 +19,7 @@ from typing import Any
 from textcls_core.dataset.clean import prepare_texts, text_limits
 from textcls_core.runtime.config import CleanConfig
 from textcls_core.runtime.errors import ConfigError, DataError
-from textcls_core.text.tokenize import PAD_ID, UNK_ID, encode_tokens, segment_texts
+from textcls_core.text.tokenize import PAD_ID, UNK_ID, build_vocab, encode_tokens, oov_rate, segment_texts
 
 ENCODER_FILE = "encoder.json"
 ENCODER_FORMAT = 1
@@ -46,6 +46,20 @@ class WordEncoder:
     @classmethod
     def load(cls, directory: Path, max_len: int) -> "WordEncoder":
         return cls(json.loads((directory / "vocab.json").read_text(encoding="utf-8")), max_len)
+
+
+def fit_word_encoder(words: dict[str, list[list[str]]], max_len: int, min_freq: int = 2,
+                     max_vocab: int = 50000) -> tuple[WordEncoder, dict[str, list[list[int]]], dict[str, float]]:
+    """The word models' encoding of a run's splits: a vocabulary from the train split's jieba words only, every split's
+    ids cut to max_len, and per split the out-of-vocabulary share and the share of texts longer than max_len.
+    `words`: split name -> the jieba words of its prepared texts."""
+    encoder = WordEncoder(build_vocab(words["train"], min_freq, max_vocab), max_len)
+    ids = {name: encode_tokens(tokens, encoder.stoi, max_len) for name, tokens in words.items()}
+    metrics: dict[str, float] = {"vocab_size": encoder.vocab_size}
+    for name, tokens in words.items():
+        metrics[f"{name}_oov_rate"] = oov_rate(tokens, encoder.stoi)
+        metrics[f"{name}_truncated_share"] = sum(len(t) > max_len for t in tokens) / max(len(tokens), 1)
+    return encoder, ids, metrics
 
 
 def load_tokenizer(source: str | Path) -> Any:

@@ -49,7 +49,7 @@ def launch_command(cfg: TrainConfig, spec_path: str | Path, python: str = sys.ex
 def main(spec_path: str) -> int:
     spec = FitSpec.from_json(spec_path)
     rank, world, local_rank = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
-    device = pick_device(spec.train_cfg.device, local_rank)
+    device = pick_device(spec.train.device, local_rank)
     if device.type == "cuda":  # one GPU per process, whatever train.device names
         device = torch.device(f"cuda:{local_rank}")
         torch.cuda.set_device(device)

@@ -7,7 +7,7 @@ code builds the same model from the same files, so one process and N processes d
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,13 +26,14 @@ from textcls_core.training.loop import (DistContext, LogFn, MessageFn, TrainResu
 
 @dataclass
 class FitSpec:
-    """Everything a training process needs, as plain data (written to JSON for torchrun workers)."""
+    """Everything a training process needs. In-process it carries the validated configs as they are; only the torchrun
+    path writes it to JSON (to_json) and every rank reads it back (from_json), validated once there."""
 
     train_path: str
     val_path: str
     labels: list[str]
-    model: dict[str, Any]
-    train: dict[str, Any]
+    model: ModelConfig
+    train: TrainConfig
     max_len: int
     seed: int
     vocab_size: int = 0
@@ -42,16 +43,16 @@ class FitSpec:
     # sha256 of the split contents and of the encoder (encode stage): a checkpoint of other data is refused on resume
     fingerprint: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def model_cfg(self) -> ModelConfig:
-        return ModelConfig(**self.model)
-
-    @property
-    def train_cfg(self) -> TrainConfig:
-        return TrainConfig(**self.train)
+    def __post_init__(self) -> None:  # plain mappings (a JSON spec, a test) are validated here, once
+        if not isinstance(self.model, ModelConfig):
+            self.model = ModelConfig(**dict(self.model))
+        if not isinstance(self.train, TrainConfig):
+            self.train = TrainConfig(**dict(self.train))
 
     def to_json(self, path: str | Path) -> Path:
-        Path(path).write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2), encoding="utf-8")
+        data = {f.name: getattr(self, f.name) for f in fields(self)} | {"model": self.model.model_dump(),
+                                                                        "train": self.train.model_dump()}
+        Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
         return Path(path)
 
     @classmethod
@@ -69,7 +70,7 @@ def load_encoded(path: str | Path) -> EncodedDataset:
 
 def prepare_model(spec: FitSpec) -> tuple[nn.Module, Any]:
     """The freshly initialised (word models) or pretrained (transformer) network, and its collate function."""
-    cfg = spec.model_cfg
+    cfg = spec.model
     if cfg.name == "transformer":
         model = load_pretrained_model(cfg.pretrained, output_size(cfg, len(spec.labels)), spec.labels, spec.pad_id, cfg.dropout)
         limit = getattr(model.hf.config, "max_position_embeddings", None)
@@ -78,7 +79,7 @@ def prepare_model(spec: FitSpec) -> tuple[nn.Module, Any]:
                               f"(max_position_embeddings={limit}). Set tokenize.max_len to {limit} or less.")
     else:
         model = build_model(cfg, spec.vocab_size, len(spec.labels))
-    buckets = tuple(spec.train_cfg.pad_buckets)
+    buckets = tuple(spec.train.pad_buckets)
     collate = partial(collate_batch, max_len=spec.max_len, min_len=min_batch_len(cfg), pad_id=spec.pad_id, buckets=buckets)
     return model, collate
 
@@ -87,9 +88,9 @@ def fit(spec: FitSpec, device: torch.device, dist: DistContext | None = None, lo
         message: MessageFn = _print) -> tuple[nn.Module, TrainResult]:
     """Seed, build and train; the returned model holds the best epoch's weights."""
     set_seed(spec.seed)  # same initial weights in every process (DDP also broadcasts rank 0's)
-    configure_torch(spec.train_cfg, device)
+    configure_torch(spec.train, device)
     model, collate = prepare_model(spec)
-    result = train_model(model, load_encoded(spec.train_path), load_encoded(spec.val_path), spec.train_cfg, device,
+    result = train_model(model, load_encoded(spec.train_path), load_encoded(spec.val_path), spec.train, device,
                          len(spec.labels), collate, seed=spec.seed, log_metrics=log_metrics,
                          checkpoint_path=spec.checkpoint_path or None, dist=dist, message=message,
                          fingerprint=spec.fingerprint)

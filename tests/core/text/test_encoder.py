@@ -94,3 +94,25 @@ def test_analysis_reports_original_lengths_and_segments_bounded_texts(tiny_df):
     stats = analyze_dataset(df, max_len=16)
     assert stats["char_length"]["max"] == 1_000_000 and stats["texts_longer_than_model_reads"] == 1
     assert stats["model_char_limit"] == text_limits(16)[1] and stats["token_length"]["max"] <= text_limits(16)[1]
+
+
+def test_fit_word_encoder_takes_its_vocabulary_from_train_only():
+    from textcls_core.text.encoders import fit_word_encoder
+    from textcls_core.text.tokenize import UNK_ID
+
+    words = {"train": [["好", "电影"], ["好", "差"]], "val": [["电影", "新词"]], "test": [["好"] * 5]}
+    enc, ids, metrics = fit_word_encoder(words, max_len=3, min_freq=1)
+    assert "新词" not in enc.stoi and {"好", "电影", "差"} <= set(enc.stoi)
+    assert ids["val"] == [[enc.stoi["电影"], UNK_ID]]
+    assert ids["test"] == [[enc.stoi["好"]] * 3]  # cut to max_len
+    assert metrics["val_oov_rate"] == 0.5 and metrics["train_oov_rate"] == 0.0
+    assert metrics["test_truncated_share"] == 1.0 and metrics["train_truncated_share"] == 0.0
+    assert metrics["vocab_size"] == enc.vocab_size == len(enc.itos)
+
+
+def test_class_labels_are_the_train_split_labels_sorted():
+    import pandas as pd
+
+    from textcls_core.dataset.split import class_labels
+
+    assert class_labels(pd.DataFrame({"label": ["差评", "好评", "差评", "中评"]})) == sorted(["差评", "好评", "中评"])
