@@ -25,6 +25,7 @@ from prefect.settings import get_current_settings
 
 from tasks.events import GATE_FAILED, PROMOTED, REGISTERED
 from tasks.tracking import client_for, get_run_logger
+from tasks.results import RunContext
 
 DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens when the store is a local file
 LogFn = Callable[[dict[str, float], int], None]
@@ -125,14 +126,14 @@ def _table(rows: list[dict[str, Any]], key: str, description: str) -> Any:
     return _publish(create_table_artifact, rows, key=key, description=description) if rows else None
 
 
-def link_mlflow_run(tracking: dict[str, Any], flow: str) -> Any:
+def link_mlflow_run(tracking: RunContext, flow: str) -> Any:
     """The MLflow run as a link artifact (published at the start, so a running or failed flow run has it)."""
     base = mlflow_ui_base(tracking["tracking_uri"])
     return _link(mlflow_run_url(base, tracking["experiment_id"], tracking["run_id"]), f"MLflow run {tracking['run_id']}",
                  artifact_key(flow, "mlflow-run"), f"MLflow run of this {flow} flow run (metrics, parameters, files)")
 
 
-def _link_report(tracking: dict[str, Any], report_path: str, flow: str) -> Any:
+def _link_report(tracking: RunContext, report_path: str, flow: str) -> Any:
     """The HTML report as the MLflow UI shows it (logged under evaluation/); the local file in the description."""
     base = mlflow_ui_base(tracking["tracking_uri"])
     url = mlflow_run_url(base, tracking["experiment_id"], tracking["run_id"], f"evaluation/{Path(report_path).name}")
@@ -140,12 +141,12 @@ def _link_report(tracking: dict[str, Any], report_path: str, flow: str) -> Any:
 
 
 @task(name="link-mlflow-run", cache_policy=NO_CACHE)
-def link_mlflow_run_task(tracking: dict[str, Any], flow: str) -> None:
+def link_mlflow_run_task(tracking: RunContext, flow: str) -> None:
     link_mlflow_run(tracking, flow)
 
 
 @task(name="publish-artifacts", cache_policy=NO_CACHE)
-def train_artifacts_task(tracking: dict[str, Any], cleaning: dict[str, Any], evaluation: dict[str, Any],
+def train_artifacts_task(tracking: RunContext, cleaning: dict[str, Any], evaluation: dict[str, Any],
                          package: dict[str, Any]) -> list[str]:
     """The train flow's tables, links and events; returns the keys published (none outside a run)."""
     flow = "train"
@@ -184,7 +185,7 @@ def _registered_version(model_uri: str, tracking_uri: str) -> tuple[str, str] | 
 
 
 @task(name="publish-artifacts", cache_policy=NO_CACHE)
-def evaluate_artifacts_task(tracking: dict[str, Any], result: dict[str, Any]) -> list[str]:
+def evaluate_artifacts_task(tracking: RunContext, result: dict[str, Any]) -> list[str]:
     """The evaluate flow's tables and links (keys textcls-evaluate-*); returns the keys published."""
     flow = "evaluate"
     read, scored = result["rows_read"], result["rows_scored"]

@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.data import record_cache_state
 from tasks.runguard import mark_stage, parquet_rows
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_metrics_now
+from tasks.results import Candidates, RunContext, SideWork, Split
 from textcls_core.training.candidates import choose_candidate, display_name, paired_se, plan_candidates, score
 from textcls_core.modeling.classifiers import load_classifier
 from textcls_core.runtime.config import CleanConfig, ModelConfig, RunConfig, TokenizeConfig
@@ -31,14 +32,14 @@ _SIDE: dict[str, SideProcess] = {}  # running side processes of this flow proces
 
 
 def _job(split_paths: dict[str, str], labels: list[str], model_cfg: ModelConfig, tok_cfg: TokenizeConfig,
-         clean_cfg: CleanConfig, select_metric: str, label_error_folds: int, seed: int, tracking: dict[str, Any],
+         clean_cfg: CleanConfig, select_metric: str, label_error_folds: int, seed: int, tracking: RunContext,
          scored: tuple[str, ...] = ("val", "test"), threads: int = 1) -> TfidfJob:
     return TfidfJob(split_paths, labels, model_cfg, tok_cfg, clean_cfg, select_metric,
                     str(Path(tracking["run_dir"]) / "candidates" / "side"), label_error_folds, seed,
                     tracking.get("cache_dir") or "", scored, threads)
 
 
-def fit_tfidf_in_process(job: TfidfJob, tracking: dict[str, Any], frames: dict[str, pd.DataFrame] | None = None) -> TfidfOutcome:
+def fit_tfidf_in_process(job: TfidfJob, tracking: RunContext, frames: dict[str, pd.DataFrame] | None = None) -> TfidfOutcome:
     """The side work run here, in this process (tune trials, a run without a side process); logs the cache state."""
     outcome = run_tfidf_job(job, frames)
     log_metrics_now(tracking, record_cache_state(tracking, "segment_tfidf", outcome.segment_cache))
@@ -48,7 +49,7 @@ def fit_tfidf_in_process(job: TfidfJob, tracking: dict[str, Any], frames: dict[s
 @task(name="side-work", cache_policy=NO_CACHE)
 def start_side_work_task(split_paths: dict[str, str], labels: list[str], model_cfg: ModelConfig, tok_cfg: TokenizeConfig,
                          clean_cfg: CleanConfig, select_metric: str, label_error_folds: int, seed: int,
-                         tracking: dict[str, Any]) -> dict[str, Any]:
+                         tracking: RunContext) -> SideWork:
     """Start the work that does not need the network (the tfidf_lr candidate, the out-of-fold label-error
     probabilities) in a child process, to run while the network trains; the candidates stage collects it.
     labels: the encode stage's label order (the network's), so the probabilities line up. Returns at once with
@@ -61,7 +62,7 @@ def start_side_work_task(split_paths: dict[str, str], labels: list[str], model_c
     return {"out_dir": job.out_dir, "pid": side.process.pid, "label_error_folds": label_error_folds}
 
 
-def collect_side_work(side: dict[str, Any] | None, timeout_s: float) -> TfidfOutcome | None:
+def collect_side_work(side: SideWork | None, timeout_s: float) -> TfidfOutcome | None:
     """The side process's outcome (waits up to timeout_s); None when there is no process of this flow process to
     collect (then the caller computes the same thing in-process)."""
     if not side or side["out_dir"] not in _SIDE:
@@ -109,8 +110,8 @@ def stop_side_work() -> None:
 @task(name="candidates", cache_policy=NO_CACHE)
 def candidates_task(split_paths: dict[str, str], network_dir: str | None, model_cfg: ModelConfig, tok_cfg: TokenizeConfig,
                     clean_cfg: CleanConfig, select_metric: str, baseline: bool, seed: int,
-                    tracking: dict[str, Any], side: dict[str, Any] | None = None, label_error_folds: int = 0,
-                    timeout_s: float = 900.0) -> dict[str, Any]:
+                    tracking: RunContext, side: dict[str, Any] | None = None, label_error_folds: int = 0,
+                    timeout_s: float = 900.0) -> Candidates:
     """Every candidate in model.candidates on the same splits; writes <run>/candidates/<name>/ and
     reports/candidates.json; returns the chosen model folder, the reason, the tfidf_lr folder (the baseline) and
     the out-of-fold label-error probabilities (oof_path, when label_error_folds > 0 and tfidf_lr was fitted).
@@ -192,7 +193,7 @@ def candidates_task(split_paths: dict[str, str], network_dir: str | None, model_
 
 
 
-def candidates_bound(run_cfg: RunConfig, split: dict[str, Any]) -> float:
+def candidates_bound(run_cfg: RunConfig, split: Split) -> float:
     """The candidates stage's watchdog bound (run.stage_timeout_s, scaled by the rows): also the longest wait for
     the side process."""
     return stage_bound("candidates", run_cfg.stage_timeout_s, sum(split["rows"].values()), run_cfg.stage_timeout_rows)

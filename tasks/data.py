@@ -22,6 +22,7 @@ from prefect.runtime import flow_run
 from tasks.artifacts import run_artifact_key
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_datasets, log_metrics_now, split_datasets
 from tasks.runguard import file_rows_estimate, mark_stage, parquet_rows
+from tasks.results import Analysis, Cleaning, RunContext, Split
 from textcls_core.dataset.analyze import analyze_dataset, format_report, save_analysis_html
 from textcls_core.dataset.cache import Entry, StageCache, code_version, file_sha256, fingerprint, segment_with_cache
 from textcls_core.dataset.clean import check_quality, clean_dataset
@@ -35,20 +36,20 @@ _ANALYZE_CODE = ("textcls_core.dataset.read", "textcls_core.dataset.analyze", "t
                  "tasks.data")  # split: hash_frame makes the cached raw_sha256
 
 
-def stage_cache(tracking: dict[str, Any]) -> StageCache:
+def stage_cache(tracking: RunContext) -> StageCache:
     """The data-stage cache of this run: tracking["cache_dir"], set by start_tracking from run.cache and
     run.cache_dir ("" or absent = off: no folder is ever picked behind the caller's back)."""
     return StageCache.at(tracking.get("cache_dir") or None)
 
 
-def record_cache_state(tracking: dict[str, Any], stage: str, state: str, where: str = "") -> dict[str, float]:
+def record_cache_state(tracking: RunContext, stage: str, state: str, where: str = "") -> dict[str, float]:
     """Tag textcls.cache.<stage> = hit | miss | off, log it, and return the cache_hit_<stage> metric to log."""
     client_for(tracking["tracking_uri"]).set_tag(tracking["run_id"], f"textcls.cache.{stage}", state)
     get_run_logger().info("%s: cache %s%s", stage, state, f" ({where})" if where else "")
     return {f"cache_hit_{stage}": 1.0 if state == "hit" else 0.0}
 
 
-def _record_cache(tracking: dict[str, Any], stage: str, cache: StageCache, entry: Entry | None, hit: bool) -> dict[str, float]:
+def _record_cache(tracking: RunContext, stage: str, cache: StageCache, entry: Entry | None, hit: bool) -> dict[str, float]:
     state = "off" if cache.root is None else "hit" if hit else "miss"
     return record_cache_state(tracking, stage, state, str(entry.path) if entry is not None and not entry.scratch else "")
 
@@ -78,8 +79,8 @@ def _source_id(path: str, cache: StageCache) -> dict[str, str]:
 
 
 @task(name="analyze", cache_policy=NO_CACHE)
-def analyze_task(data_cfg: DataConfig, extra_columns: list[str], seed: int, tracking: dict[str, Any],
-                 max_len: int = 256) -> dict[str, Any]:
+def analyze_task(data_cfg: DataConfig, extra_columns: list[str], seed: int, tracking: RunContext,
+                 max_len: int = 256) -> Analysis:
     """Read the source once (to raw.parquet), then report class balance, lengths, duplicates, conflicts."""
     mark_stage("analyze", file_rows_estimate(data_cfg.path))  # watchdog: this stage's time bound starts now
     run_dir = Path(tracking["run_dir"])
@@ -113,7 +114,7 @@ def analyze_task(data_cfg: DataConfig, extra_columns: list[str], seed: int, trac
 
 
 @task(name="clean", cache_policy=NO_CACHE)
-def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: dict[str, Any], max_len: int = 256) -> dict[str, Any]:
+def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: RunContext, max_len: int = 256) -> Cleaning:
     """Normalise (each text cut to what a `max_len`-token model reads) and filter; every dropped row goes to
     dropped.csv with its reason. clean.parquet keeps the original text beside the model text (raw_text)."""
     mark_stage("clean", parquet_rows(raw_path))  # watchdog: this stage's time bound starts now
@@ -169,7 +170,7 @@ def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: dict[str, Any], 
 
 
 @task(name="split", cache_policy=NO_CACHE)
-def split_task(clean_path: str, split_cfg: SplitConfig, seed: int, tracking: dict[str, Any]) -> dict[str, Any]:
+def split_task(clean_path: str, split_cfg: SplitConfig, seed: int, tracking: RunContext) -> Split:
     """Stratified train/val/test Parquet files with content hashes logged to MLflow."""
     mark_stage("split", parquet_rows(clean_path))  # watchdog: this stage's time bound starts now
     run_dir = Path(tracking["run_dir"])
@@ -215,7 +216,7 @@ def split_task(clean_path: str, split_cfg: SplitConfig, seed: int, tracking: dic
     return out
 
 
-def segment_splits(texts_by_split: dict[str, list[str]], workers: int, tracking: dict[str, Any],
+def segment_splits(texts_by_split: dict[str, list[str]], workers: int, tracking: RunContext,
                    record_as: str = "segment") -> dict[str, list[list[str]]]:
     """jieba tokens per split for the encode stage (texts already prepared by the encoder): every split in one
     parallel pass (tokenize.workers), cached by the content hash of the texts (jieba's version and the

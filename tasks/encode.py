@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.data import segment_splits
 from tasks.tracking import get_run_logger, log_artifacts, log_metrics_now
 from tasks.runguard import mark_stage, parquet_rows
+from tasks.results import Encoded, RunContext
 from textcls_core.runtime.config import CleanConfig, TokenizeConfig
 from textcls_core.text.encoders import TextEncoder, WordEncoder, encoder_sha256, fit_word_encoder
 from textcls_core.dataset.split import SPLITS, class_labels, hash_frame
@@ -24,7 +25,7 @@ def raw_texts(frame: pd.DataFrame) -> list[str]:
     return frame["raw_text" if "raw_text" in frame.columns else "text"].tolist()
 
 
-def save_encoder(encoder: TextEncoder, frames: dict[str, pd.DataFrame], tracking: dict[str, Any]) -> dict[str, Any]:
+def save_encoder(encoder: TextEncoder, frames: dict[str, pd.DataFrame], tracking: RunContext) -> dict[str, Any]:
     """Save the encoder once; return its folder and the fingerprint a checkpoint records (split contents + encoder)."""
     encoder_dir = encoder.save(Path(tracking["run_dir"]) / "encoded" / "encoder")
     columns = ("raw_text", "text", "label")
@@ -47,7 +48,7 @@ def prepare_splits(encoder: TextEncoder, frames: dict[str, pd.DataFrame]) -> dic
 
 
 def write_encoded(frames: dict[str, pd.DataFrame], ids: dict[str, list[list[int]]], labels: list[str],
-                  metrics: dict[str, Any], tracking: dict[str, Any]) -> dict[str, str]:
+                  metrics: dict[str, Any], tracking: RunContext) -> dict[str, str]:
     """Write <split>.ids.parquet (row_id, ids, label_id) and labels.json; log the metrics and reports/vocabulary.json."""
     out_dir = Path(tracking["run_dir"]) / "encoded"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -70,8 +71,8 @@ def write_encoded(frames: dict[str, pd.DataFrame], ids: dict[str, list[list[int]
 
 
 @task(name="encode", cache_policy=NO_CACHE)
-def encode_task(split_paths: dict[str, str], tok_cfg: TokenizeConfig, tracking: dict[str, Any],
-                clean_cfg: CleanConfig = CleanConfig()) -> dict[str, Any]:
+def encode_task(split_paths: dict[str, str], tok_cfg: TokenizeConfig, tracking: RunContext,
+                clean_cfg: CleanConfig = CleanConfig()) -> Encoded:
     """The run's TextEncoder from the splits' raw texts: jieba words, a vocabulary from train only, ids cut to max_len."""
     mark_stage("encode", parquet_rows(*split_paths.values()))  # watchdog: this stage's time bound starts now
     frames = {name: pd.read_parquet(split_paths[name]) for name in SPLITS}

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.encode import prepare_splits, save_encoder, write_encoded
 from tasks.tracking import get_run_logger
 from tasks.runguard import mark_stage, parquet_rows
+from tasks.results import Encoded, RunContext
 from textcls_core.runtime.config import CleanConfig, ModelConfig, TokenizeConfig
 from textcls_core.text.encoders import PretrainedEncoder, TextEncoder, load_tokenizer, tokenize_with
 from textcls_core.dataset.split import SPLITS, class_labels
@@ -18,7 +19,7 @@ from textcls_core.dataset.split import SPLITS, class_labels
 
 @task(name="encode-pretrained", cache_policy=NO_CACHE)
 def encode_pretrained_task(split_paths: dict[str, str], tok_cfg: TokenizeConfig, model_cfg: ModelConfig,
-                           tracking: dict[str, Any], clean_cfg: CleanConfig = CleanConfig()) -> dict[str, Any]:
+                           tracking: RunContext, clean_cfg: CleanConfig = CleanConfig()) -> Encoded:
     """The run's TextEncoder around the pretrained model's tokenizer; token ids per split from the raw texts
     ([CLS] ... [SEP], cut to max_len)."""
     mark_stage("encode", parquet_rows(*split_paths.values()))  # watchdog: this stage's time bound starts now

@@ -17,6 +17,7 @@ from tasks.artifacts import artifact_key
 from tasks.registry import champion_classifier, load_registered_classifier
 from tasks.tracking import client_for, dataset_for, get_run_logger, log_datasets, log_metrics_now
 from tasks.runguard import mark_stage, parquet_rows
+from tasks.results import Candidates, Evaluation, RunContext
 from textcls_core.evaluation.assessment import assess_classifier, validation_metrics
 from textcls_core.modeling.classifiers import load_classifier
 from textcls_core.dataset.clean import drop_unusable_rows
@@ -29,7 +30,7 @@ from textcls_core.dataset.split import hash_frame
 from textcls_core.registry.tracking_names import data_name
 
 
-def publish_evaluation(ev, out_dir: Path, title: str, eval_cfg: EvaluateConfig, tracking: dict[str, Any],
+def publish_evaluation(ev, out_dir: Path, title: str, eval_cfg: EvaluateConfig, tracking: RunContext,
                        flow: str = "train") -> dict[str, Any]:
     """Write the files, log metrics and the folder to MLflow, and a markdown summary to Prefect (key per flow:
     textcls-train-evaluation or textcls-evaluate-evaluation)."""
@@ -48,8 +49,8 @@ def publish_evaluation(ev, out_dir: Path, title: str, eval_cfg: EvaluateConfig, 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_task(model_dir: str, split_paths: dict[str, str], eval_cfg: EvaluateConfig, model_name: str,
-                  seed: int, tracking: dict[str, Any], source_path: str = "",
-                  candidates: dict[str, Any] | None = None) -> dict[str, Any]:
+                  seed: int, tracking: RunContext, source_path: str = "",
+                  candidates: Candidates | None = None) -> Evaluation:
     """Evaluate the delivered artifact itself (same cleaning, segmentation and weights as the pyfunc).
 
     source_path: the data file the splits came from; its sha256 goes into the relabel queue.
@@ -82,7 +83,7 @@ def evaluate_task(model_dir: str, split_paths: dict[str, str], eval_cfg: Evaluat
 
 @task(name="evaluate-registered", cache_policy=NO_CACHE)
 def evaluate_registered_task(model_uri: str, data_cfg: DataConfig, eval_cfg: EvaluateConfig, seed: int,
-                             tracking: dict[str, Any]) -> dict[str, Any]:
+                             tracking: RunContext) -> dict[str, Any]:
     """Evaluate a registered model on any labelled file: metrics, badcases, label errors in that file, report."""
     log = get_run_logger()
     clf = load_registered_classifier(model_uri, tracking["tracking_uri"])

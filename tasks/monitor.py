@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 
 from tasks.runguard import mark_stage
 from tasks.tracking import _experiment_id, client_for, get_run_logger, log_artifacts
+from tasks.results import RunContext
 from textcls_core.modeling.classifiers import load_classifier, proba_and_oov
 from textcls_core.runtime.config import MonitorConfig
 from textcls_core.evaluation.drift import (PROFILE_FILE, DriftCheck, build_profile, compare_with_profile, drift_table, load_profile,
@@ -42,7 +43,7 @@ def model_oov(clf: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None
 
 @task(name="drift-profile", cache_policy=NO_CACHE)
 def profile_task(model_dir: str, split_paths: dict[str, str], monitor_cfg: MonitorConfig, seed: int,
-                 tracking: dict[str, Any]) -> str:
+                 tracking: RunContext) -> str:
     """drift_profile.json in the model folder (so every registered version carries it), also logged to the run."""
     mark_stage("profile")  # watchdog: this stage's time bound starts now
     clf = load_classifier(model_dir)  # any shipped kind: network, tfidf_lr or ensemble

@@ -27,6 +27,7 @@ from tasks.registry import (append_log, current_champion, load_model_folder, loa
                             version_for_run)
 from tasks.runguard import mark_stage, parquet_rows
 from tasks.tracking import client_for, get_run_logger, git_commit, log_metrics_now, split_datasets
+from tasks.results import Package, RunContext
 from textcls_core.runtime.config import Config
 from textcls_core.dataset.read import read_dataset
 from textcls_core.runtime.errors import DataError
@@ -88,7 +89,7 @@ def _predicted_ids(clf, texts: list[str], labels: list[str], batch_size: int) ->
     return index[own]
 
 
-def _write_gate_report(gate: GateResult, result: dict[str, Any], tracking: dict[str, Any]) -> Path:
+def _write_gate_report(gate: GateResult, result: dict[str, Any], tracking: RunContext) -> Path:
     """gate.json + gate.md in the run folder and MLflow (evaluation/), and a Prefect markdown artifact."""
     out = Path(tracking["run_dir"]) / "evaluation"
     out.mkdir(parents=True, exist_ok=True)
@@ -111,7 +112,7 @@ def _write_gate_report(gate: GateResult, result: dict[str, Any], tracking: dict[
     return out / "gate.json"
 
 
-def _link_test_metrics(model_id: str, metrics: dict[str, float], tracking: dict[str, Any],
+def _link_test_metrics(model_id: str, metrics: dict[str, float], tracking: RunContext,
                        split_paths: dict[str, str] | None) -> None:
     """The test metrics again, tied to the Logged Model and to the test dataset: the model page, the version page
     and the dataset view then show them (the run keeps its own copy from the evaluate stage)."""
@@ -124,7 +125,7 @@ def _link_test_metrics(model_id: str, metrics: dict[str, float], tracking: dict[
 
 
 def _card(name: str, version: str, alias: str, cfg: Config, candidate: Any, metrics: dict[str, float],
-          per_class: dict[str, dict], gate: Any, tracking: dict[str, Any], tags: dict[str, str],
+          per_class: dict[str, dict], gate: Any, tracking: RunContext, tags: dict[str, str],
           split_paths: dict[str, str] | None) -> str:
     rows = {k: parquet_rows(p) for k, p in (split_paths or {}).items()}
     kind = getattr(candidate, "kind", None) or cfg.model.name
@@ -139,7 +140,7 @@ def _card(name: str, version: str, alias: str, cfg: Config, candidate: Any, metr
 
 @task(name="package", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def package_task(model_dir: str, metrics: dict[str, float], per_class: dict[str, dict], cfg: Config,
-                 tracking: dict[str, Any], tags: dict[str, str], split_paths: dict[str, str] | None = None) -> dict[str, Any]:
+                 tracking: RunContext, tags: dict[str, str], split_paths: dict[str, str] | None = None) -> Package:
     """Log + register; `champion` only when every gate check passes, else `challenger`, reasons recorded.
 
     split_paths: the run's train/val/test Parquet files: train+val make the version's training fingerprint, the

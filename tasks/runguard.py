@@ -29,6 +29,7 @@ from prefect.client.orchestration import get_client
 from prefect.states import Cancelled, Failed
 
 from tasks.tracking import client_for, get_run_logger
+from tasks.results import RunContext
 from textcls_core.runtime.config import RunConfig
 from textcls_core.runtime.procs import kill_child_processes
 from textcls_core.runtime.watchdog import Expiry, Watchdog, stage_bound
@@ -99,7 +100,7 @@ def _say(line: str) -> None:
 class RunGuard:
     """Watchdog + signal handlers for one run; `close()` disarms both."""
 
-    def __init__(self, tracking: dict[str, Any], run_cfg: RunConfig, epochs: int = 1,
+    def __init__(self, tracking: RunContext, run_cfg: RunConfig, epochs: int = 1,
                  exit_fn: Callable[[int], None] = os._exit, handle_signals: bool = True, poll_s: float = 1.0,
                  resume_hint: str = ""):
         self.tracking = tracking
@@ -203,7 +204,7 @@ class RunGuard:
             client.set_flow_run_state(self.tracking["prefect_flow_run_id"], state, force=True)
 
 
-def guard_run(tracking: dict[str, Any], run_cfg: RunConfig, epochs: int = 1, resume_hint: str = "") -> RunGuard:
+def guard_run(tracking: RunContext, run_cfg: RunConfig, epochs: int = 1, resume_hint: str = "") -> RunGuard:
     """Arm the watchdog and the stop handlers for this run (the flow closes the guard when the run ends).
     resume_hint: how to go on after a stop (default: `textcls run --resume <run folder>`)."""
     guard = RunGuard(tracking, run_cfg, epochs, resume_hint=resume_hint)

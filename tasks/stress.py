@@ -16,6 +16,7 @@ from tasks.artifacts import run_artifact_key
 from tasks.registry import load_registered_classifier
 from tasks.tracking import client_for, get_run_logger, log_metrics_now
 from tasks.runguard import mark_stage
+from tasks.results import RunContext, Stress
 from textcls_core.dataset.clean import drop_unusable_rows
 from textcls_core.runtime.config import DataConfig, StressConfig
 from textcls_core.dataset.read import read_dataset
@@ -44,7 +45,7 @@ def _link_from_report(out_dir: Path) -> None:
 
 
 def publish_stress(clf: ProbaClassifier, frame: pd.DataFrame, cfg: StressConfig, seed: int, batch_size: int, out_dir: Path,
-                   title: str, tracking: dict[str, Any], max_rows: int = 1000, workers: int = 1,
+                   title: str, tracking: RunContext, max_rows: int = 1000, workers: int = 1,
                    model_dir: str = "") -> dict[str, Any]:
     """Run the perturbations on a seeded subsample, write the files, log metrics and files to MLflow."""
     log = get_run_logger()
@@ -70,7 +71,7 @@ def publish_stress(clf: ProbaClassifier, frame: pd.DataFrame, cfg: StressConfig,
 
 @task(name="stress", cache_policy=NO_CACHE)
 def stress_task(model_dir: str, test_path: str, cfg: StressConfig, batch_size: int, seed: int,
-                tracking: dict[str, Any], workers: int = 1) -> dict[str, Any] | None:
+                tracking: RunContext, workers: int = 1) -> Stress | None:
     """The trained artifact on perturbed texts of the test split; writes evaluation/stress.html. None when disabled.
     workers: processes the perturbations are shared out to (run.cpus), each with the model loaded once."""
     mark_stage("stress")  # watchdog: this stage's time bound starts now
@@ -86,7 +87,7 @@ def stress_task(model_dir: str, test_path: str, cfg: StressConfig, batch_size: i
 
 @task(name="stress-registered", cache_policy=NO_CACHE)
 def stress_registered_task(model_uri: str, data_cfg: DataConfig, cfg: StressConfig, batch_size: int, seed: int,
-                           tracking: dict[str, Any]) -> dict[str, Any]:
+                           tracking: RunContext) -> dict[str, Any]:
     """A registered model on perturbed texts of any labelled file (all of stress.perturbations and stress.rules)."""
     clf = load_registered_classifier(model_uri, tracking["tracking_uri"])
     df = read_dataset(data_cfg.path, data_cfg.text_column, data_cfg.label_column, data_cfg.encoding)

@@ -15,6 +15,7 @@ from tasks.artifacts import run_artifact_key
 from tasks.relabel import relabel_lineage
 from tasks.tracking import client_for
 from tasks.runguard import mark_stage
+from tasks.results import Analysis, Candidates, Cleaning, Evaluation, Package, RunContext, Split, Stress, Trained
 from textcls_core.runtime.redact import redact_uri
 from textcls_core.registry.tracking_names import clip
 
@@ -40,7 +41,7 @@ def summary_markdown(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _relabel_since_parent(tracking: dict[str, Any]) -> dict[str, Any] | None:
+def _relabel_since_parent(tracking: RunContext) -> dict[str, Any] | None:
     """When the run's data file is a copy made by `textcls relabel apply`: how many labels changed since its parent
     (also tagged and logged on the run, so the MLflow UI shows it)."""
     client = client_for(tracking["tracking_uri"])
@@ -54,10 +55,10 @@ def _relabel_since_parent(tracking: dict[str, Any]) -> dict[str, Any] | None:
 
 
 @task(name="write-summary", cache_policy=NO_CACHE)
-def summary_task(tracking: dict[str, Any], analysis: dict[str, Any], cleaning: dict[str, Any], split: dict[str, Any],
-                 trained: dict[str, Any], evaluation: dict[str, Any], package: dict[str, Any],
-                 summary_path: str | None = None, stress: dict[str, Any] | None = None,
-                 candidates: dict[str, Any] | None = None) -> dict[str, Any]:
+def summary_task(tracking: RunContext, analysis: Analysis, cleaning: Cleaning, split: Split,
+                 trained: Trained | None, evaluation: Evaluation, package: Package,
+                 summary_path: str | None = None, stress: Stress | None = None,
+                 candidates: Candidates | None = None) -> dict[str, Any]:
     mark_stage("summary")  # watchdog: this stage's time bound starts now
     uri = tracking["tracking_uri"]
     shown_uri = redact_uri(uri)  # the summary is written, logged and printed: no credentials in it

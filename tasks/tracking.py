@@ -16,6 +16,7 @@ from typing import Any
 import mlflow
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
+from tasks.results import RunContext
 from prefect import get_run_logger as _prefect_run_logger
 from prefect import task
 from prefect.exceptions import MissingContextError
@@ -130,7 +131,7 @@ def tune_flow_run_name() -> str:
 
 
 @task(name="start-tracking", cache_policy=NO_CACHE)
-def start_tracking(cfg: Config, resume_run_id: str | None = None) -> dict[str, Any]:
+def start_tracking(cfg: Config, resume_run_id: str | None = None) -> RunContext:
     """Create the MLflow run (tagged with the Prefect flow run id, and vice versa) and the run folder.
 
     With resume_run_id, reopen that run and its folder instead: training then resumes from its checkpoint.
@@ -185,14 +186,14 @@ def _tag_flow_run(flow_run_id: str, tag: str) -> None:
 
 
 @task(name="finish-tracking", cache_policy=NO_CACHE)
-def finish_tracking(tracking: dict[str, Any], status: str = "FINISHED") -> None:
+def finish_tracking(tracking: RunContext, status: str = "FINISHED") -> None:
     client_for(tracking["tracking_uri"]).set_terminated(tracking["run_id"], status)
 
 
 class MetricLogger:
     """log_metrics(metrics, step) callback for core loops: buffers and sends MLflow batches."""
 
-    def __init__(self, tracking: dict[str, Any], flush_every: int = 200):
+    def __init__(self, tracking: RunContext, flush_every: int = 200):
         self.client = client_for(tracking["tracking_uri"])
         self.run_id = tracking["run_id"]
         self.flush_every = flush_every
@@ -210,13 +211,13 @@ class MetricLogger:
         self.buffer = []
 
 
-def log_metrics_now(tracking: dict[str, Any], metrics: dict[str, float], step: int = 0) -> None:
+def log_metrics_now(tracking: RunContext, metrics: dict[str, float], step: int = 0) -> None:
     logger = MetricLogger(tracking)
     logger(metrics, step)
     logger.flush()
 
 
-def log_artifacts(tracking: dict[str, Any], paths: list[str | Path], artifact_path: str) -> None:
+def log_artifacts(tracking: RunContext, paths: list[str | Path], artifact_path: str) -> None:
     client = client_for(tracking["tracking_uri"])
     for p in paths:
         client.log_artifact(tracking["run_id"], str(p), artifact_path)
@@ -294,7 +295,7 @@ def dataset_for(frame: Any, name: str, sha256: str, source_path: str) -> Any:
                                            targets="label" if "label" in cols else None, name=clip(name, 500), digest=sha256[:32])
 
 
-def log_datasets(tracking: dict[str, Any], items: list[tuple[Any, str, str]]) -> None:
+def log_datasets(tracking: RunContext, items: list[tuple[Any, str, str]]) -> None:
     """Log (dataset, context, full sha256) as the run's inputs: the Datasets column and per-dataset metrics use
     them; the full hash goes into each dataset's profile (the digest keeps 32 hex digits)."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -309,7 +310,7 @@ def log_datasets(tracking: dict[str, Any], items: list[tuple[Any, str, str]]) ->
     client_for(tracking["tracking_uri"]).log_inputs(tracking["run_id"], datasets=inputs)
 
 
-def split_datasets(tracking: dict[str, Any], split_paths: dict[str, str], sha256: dict[str, str]) -> dict[str, Any]:
+def split_datasets(tracking: RunContext, split_paths: dict[str, str], sha256: dict[str, str]) -> dict[str, Any]:
     """train / val / test as MLflow datasets named `<data>-<split>` (the run's data path is their source)."""
     import pandas as pd
 
@@ -320,7 +321,7 @@ def split_datasets(tracking: dict[str, Any], split_paths: dict[str, str], sha256
 
 
 @contextmanager
-def system_metrics(tracking: dict[str, Any], interval_s: float = 5.0) -> Iterator[None]:
+def system_metrics(tracking: RunContext, interval_s: float = 5.0) -> Iterator[None]:
     """CPU, memory, disk, network (and GPU when pynvml finds one) as `system/*` metrics of the run while the block
     runs: MLflow's own monitor, sampling every interval_s. Never fails the block: a monitor that cannot start is skipped."""
     monitor = None

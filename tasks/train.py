@@ -19,6 +19,7 @@ from tasks.candidates import CoreShare
 from tasks.gpu_limit import gpu_slots, occupy_gpus
 from tasks.tracking import MetricLogger, client_for, get_run_logger, log_artifacts, log_metrics_now, system_metrics
 from tasks.runguard import mark_stage, parquet_rows
+from tasks.results import Encoded, RunContext, Trained
 from textcls_core.runtime.config import CleanConfig, ModelConfig, TokenizeConfig, TrainConfig
 from textcls_core.training.distributed import ERROR_PREFIX, METRIC_PREFIX, launch_command, result_paths
 from textcls_core.text.encoders import PretrainedEncoder, TextEncoder, WordEncoder, load_tokenizer
@@ -63,7 +64,7 @@ def _run_torchrun(spec: FitSpec, spec_path: Path, train_cfg: TrainConfig, metric
     return json.loads(result_path.read_text(encoding="utf-8")) | {"best_path": str(best_path)}
 
 
-def _run_encoder(encoded: dict[str, Any], tok_cfg: TokenizeConfig, clean_cfg: CleanConfig) -> TextEncoder:
+def _run_encoder(encoded: Encoded, tok_cfg: TokenizeConfig, clean_cfg: CleanConfig) -> TextEncoder:
     """The encoder the encode stage saved (the model folder gets the same files); hand-built encoded dicts
     without one (tests, old callers) get the equivalent from the vocabulary or tokenizer."""
     if encoded.get("encoder_dir"):
@@ -76,9 +77,9 @@ def _run_encoder(encoded: dict[str, Any], tok_cfg: TokenizeConfig, clean_cfg: Cl
 
 
 @task(name="train", cache_policy=NO_CACHE, retry_condition_fn=retry_unless_user_error)
-def train_task(encoded: dict[str, Any], model_cfg: ModelConfig, train_cfg: TrainConfig, tok_cfg: TokenizeConfig,
-               clean_cfg: CleanConfig, seed: int, tracking: dict[str, Any],
-               epoch_hook: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+def train_task(encoded: Encoded, model_cfg: ModelConfig, train_cfg: TrainConfig, tok_cfg: TokenizeConfig,
+               clean_cfg: CleanConfig, seed: int, tracking: RunContext,
+               epoch_hook: Callable[[int, dict[str, float]], None] | None = None) -> Trained:
     """Train (resuming from <run>/checkpoints/last.pt when present), keep the best epoch, save <run>/model.
 
     On GPU it holds train.devices slots of the Prefect global concurrency limit `textcls-gpu` (tasks/gpu_limit.py).

@@ -34,6 +34,7 @@ from tasks.encode_pretrained import encode_pretrained_task
 from tasks.runguard import mark_stage
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_metrics_now
 from tasks.train import train_task
+from tasks.results import RunContext
 from textcls_core.dataset.split import class_labels
 from textcls_core.training.candidates import score
 from textcls_core.runtime.config import Config
@@ -101,7 +102,7 @@ def load_study(url: str, name: str, cfg: Config, create: bool = False, seed_offs
 
 
 @task(name="open-study", cache_policy=NO_CACHE)
-def open_study_task(cfg: Config, tracking: dict[str, Any]) -> dict[str, Any]:
+def open_study_task(cfg: Config, tracking: RunContext) -> dict[str, Any]:
     """Create or resume the study; enqueue the config's own values as the first trial of a new study."""
     url = resolve_storage(cfg.tune.storage, tracking["tracking_uri"])
     name = study_name_for(cfg)
@@ -178,7 +179,7 @@ def _child_tracking(parent: dict[str, Any], run_id: str, number: int) -> dict[st
     return {**parent, "run_id": run_id, "run_dir": str(Path(parent["run_dir"]) / "trials" / f"trial-{number:03d}")}
 
 
-def _score_tfidf(cfg: Config, split_paths: dict[str, str], tracking: dict[str, Any]) -> float:
+def _score_tfidf(cfg: Config, split_paths: dict[str, str], tracking: RunContext) -> float:
     frames = {name: pd.read_parquet(split_paths[name]) for name in ("train", "val")}
     labels = class_labels(frames["train"])
     index = {name: i for i, name in enumerate(labels)}
@@ -191,7 +192,7 @@ def _score_tfidf(cfg: Config, split_paths: dict[str, str], tracking: dict[str, A
 
 @task(name="tune-trial", cache_policy=NO_CACHE)
 def tune_trial_task(study_info: dict[str, Any], number: int, trial_id: int, point: dict[str, Any], base: Config,
-                    split_paths: dict[str, str], tracking: dict[str, Any]) -> dict[str, Any]:
+                    split_paths: dict[str, str], tracking: RunContext) -> dict[str, Any]:
     """Train one point of the space, report each epoch's validation score to Optuna (which may prune it), tell the
     study the outcome, and record it as a nested MLflow run under the tune run."""
     log = get_run_logger()
@@ -274,7 +275,7 @@ def best_config(base: Config, best: optuna.trial.FrozenTrial) -> Config:
 
 
 @task(name="tune-report", cache_policy=NO_CACHE)
-def tune_report_task(study_info: dict[str, Any], base: Config, tracking: dict[str, Any], started_at: float) -> dict[str, Any]:
+def tune_report_task(study_info: dict[str, Any], base: Config, tracking: RunContext, started_at: float) -> dict[str, Any]:
     """trials.csv, best_config.yaml and the tune run's metrics: best and default-config validation scores."""
     log = get_run_logger()
     trials = study_trials(study_info, base)
