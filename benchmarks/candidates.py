@@ -35,7 +35,7 @@ from textcls_core.text.encoders import TextEncoder, WordEncoder
 from textcls_core.modeling.ensemble import crossfit_proba, fit_weight
 from textcls_core.modeling.networks import build_model, min_batch_len
 from textcls_core.modeling.predictor import TextClassifier
-from textcls_core.dataset.split import split_dataset
+from textcls_core.dataset.split import class_labels, split_dataset
 from textcls_core.modeling.tfidf import TfidfSettings, fit_tfidf_lr, word_ngrams
 from textcls_core.text.tokenize import build_vocab, encode_tokens, segment_texts
 from textcls_core.training.loop import set_seed, train_model
@@ -50,21 +50,26 @@ def stratified_slice(kept: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     return pd.concat(parts).reset_index(drop=True)
 
 
-def run_case(kept: pd.DataFrame, rows: int, seed: int, cfg: Config) -> dict:
-    t0 = time.perf_counter()
+def split_case(kept: pd.DataFrame, rows: int, seed: int, cfg: Config) -> tuple[list[str], dict, dict, dict]:
+    """Slice and split as the pipeline does: class labels, label ids, prepared texts and jieba words per split."""
     data = stratified_slice(kept, rows, seed)
     parts = split_dataset(data, cfg.split.val_fraction, cfg.split.test_fraction, seed)
-    labels = sorted(parts["train"]["label"].unique())
+    labels = class_labels(parts["train"])
     y = {k: np.array([labels.index(x) for x in v["label"]]) for k, v in parts.items()}
     raw = {k: v["raw_text" if "raw_text" in v.columns else "text"].tolist() for k, v in parts.items()}
     prepared = {k: prepare_texts(raw[k], cfg.clean, cfg.tokenize.max_len) for k in parts}
-    words = {k: segment_texts(prepared[k]) for k in parts}
+    return labels, y, prepared, {k: segment_texts(prepared[k]) for k in parts}
+
+
+def run_case(kept: pd.DataFrame, rows: int, seed: int, cfg: Config) -> dict:
+    t0 = time.perf_counter()
+    labels, y, prepared, words = split_case(kept, rows, seed, cfg)
     probs: dict[str, dict[str, np.ndarray]] = {}
 
     # the network, as the train stage builds it
     itos = build_vocab(words["train"], cfg.tokenize.min_freq, cfg.tokenize.max_vocab)
     stoi = {w: i for i, w in enumerate(itos)}
-    ids = {k: encode_tokens(words[k], stoi, cfg.tokenize.max_len) for k in parts}
+    ids = {k: encode_tokens(words[k], stoi, cfg.tokenize.max_len) for k in y}
     collate = partial(collate_batch, max_len=cfg.tokenize.max_len, min_len=min_batch_len(cfg.model))
     set_seed(seed)
     model = build_model(cfg.model, len(itos), len(labels))

@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from benchmarks.candidates import stratified_slice
+from benchmarks.candidates import split_case
 from textcls_core.candidates import score
 from textcls_core.clean import clean_dataset, prepare_texts
 from textcls_core.config import load_config
@@ -50,13 +50,7 @@ def main() -> None:
     out = []
     for n in args.rows:
         for seed in args.seeds:
-            data = stratified_slice(kept, n, seed)
-            parts = split_dataset(data, cfg.split.val_fraction, cfg.split.test_fraction, seed)
-            labels = sorted(parts["train"]["label"].unique())
-            y = {k: np.array([labels.index(x) for x in v["label"]]) for k, v in parts.items()}
-            raw = {k: v["raw_text" if "raw_text" in v.columns else "text"].tolist() for k, v in parts.items()}
-            prepared = {k: prepare_texts(raw[k], cfg.clean, cfg.tokenize.max_len) for k in parts}
-            words = {k: segment_texts(prepared[k]) for k in parts}
+            labels, y, prepared, words = split_case(kept, n, seed, cfg)
             vec = TfidfVectorizer(analyzer=lambda ws: word_ngrams(ws, 2), sublinear_tf=True)
             ref = LogisticRegression(C=4, max_iter=2000).fit(vec.fit_transform(words["train"]), y["train"])
             ref_test = np.zeros((len(y["test"]), len(labels)))
