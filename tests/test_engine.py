@@ -253,3 +253,26 @@ def test_evaluation_and_prediction_build_no_graph():
     clf = TextClassifier(model, WordEncoder(["<pad>", "<unk>", "好"], 16), ["a", "b"], ModelConfig(kernel_sizes=[2]), CleanConfig())
     clf.predict(["好好", "好"] * 20, batch_size=8)
     assert len(Spy.seen) == 3 + 5 and set(Spy.seen) == {(False, True, False)}  # eval mode, inference mode, no graph
+
+
+def test_train_state_round_trips_through_a_checkpoint(tmp_path):
+    from textcls_core.training.loop import TrainResult, TrainState
+
+    result = TrainResult(best_state={"w": torch.arange(3.0)}, best_epoch=2, best_score=0.75, best_val_accuracy=0.75,
+                         history=[{"epoch": 1, "val_loss": 0.5}, {"epoch": 2, "val_loss": 0.4}])
+    state = TrainState(result, epoch=3, batch_in_epoch=7, step=31, micro_batch_size=16, bad_epochs=1,
+                       running_loss=torch.tensor(12.5), seen=112, elapsed=4.25)
+    save_checkpoint(tmp_path / "last.pt", {"model": {}, **state.state_dict()})
+    saved = load_checkpoint(tmp_path / "last.pt")
+    # the keys checkpoints of earlier versions hold: a checkpoint written before TrainState still resumes
+    assert {"epoch", "batch_in_epoch", "step", "micro_batch_size", "bad_epochs", "running_loss", "seen", "elapsed",
+            "history", "best"} <= set(saved)
+    back = TrainState(TrainResult(best_state={}, best_epoch=-1, best_score=-1.0, best_val_accuracy=-1.0))
+    back.load_state_dict(saved, torch.device("cpu"))
+    assert (back.epoch, back.batch_in_epoch, back.step, back.micro_batch_size, back.bad_epochs, back.seen, back.elapsed) == \
+        (3, 7, 31, 16, 1, 112, 4.25)
+    assert back.running_loss.item() == 12.5 and back.result.resumed_from_step == 31
+    assert (back.result.best_epoch, back.result.best_score, back.result.history) == (2, 0.75, result.history)
+    assert torch.equal(back.result.best_state["w"], torch.arange(3.0))
+    back.end_epoch(4)
+    assert (back.epoch, back.batch_in_epoch, back.seen, back.elapsed, back.running_loss.item()) == (4, 0, 0, 0.0, 0.0)
