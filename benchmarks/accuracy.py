@@ -20,12 +20,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from torch.utils.data import DataLoader
 
-from textcls_core.text.batching import EncodedDataset, collate_batch
 from textcls_core.dataset.clean import clean_dataset
-from textcls_core.runtime.config import Config, load_config
 from textcls_core.dataset.read import read_dataset
-from textcls_core.modeling.networks import build_model, min_batch_len
 from textcls_core.dataset.split import split_dataset
+from textcls_core.modeling.networks import build_model, min_batch_len
+from textcls_core.runtime.config import Config, load_config
+from textcls_core.text.batching import EncodedDataset, collate_batch
 from textcls_core.text.tokenize import build_vocab, encode_tokens, segment_texts
 from textcls_core.training.loop import evaluate_model, set_seed, train_model
 

@@ -15,12 +15,12 @@ from functools import partial
 import torch
 from torch.utils.data import DataLoader
 
-from textcls_core.text.batching import BucketBatchSampler, EncodedDataset, collate_batch
 from textcls_core.dataset.clean import clean_dataset
-from textcls_core.runtime.config import Config
 from textcls_core.dataset.read import read_dataset
-from textcls_core.modeling.predictor import build_model
 from textcls_core.dataset.split import split_dataset
+from textcls_core.modeling.predictor import build_model
+from textcls_core.runtime.config import Config
+from textcls_core.text.batching import BucketBatchSampler, EncodedDataset, collate_batch
 from textcls_core.text.tokenize import build_vocab, encode_tokens, segment_texts
 from textcls_core.training.loop import classification_loss, make_optimizer, set_seed
 

@@ -26,18 +26,18 @@ import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from textcls_core.text.batching import EncodedDataset, collate_batch
-from textcls_core.training.candidates import choose_candidate, paired_se, score
 from textcls_core.dataset.clean import clean_dataset, prepare_texts
-from textcls_core.runtime.config import Config, load_config
 from textcls_core.dataset.read import read_dataset
-from textcls_core.text.encoders import TextEncoder, WordEncoder
+from textcls_core.dataset.split import class_labels, split_dataset
 from textcls_core.modeling.ensemble import crossfit_proba, fit_weight
 from textcls_core.modeling.networks import build_model, min_batch_len
 from textcls_core.modeling.predictor import TextClassifier
-from textcls_core.dataset.split import class_labels, split_dataset
 from textcls_core.modeling.tfidf import TfidfSettings, fit_tfidf_lr, word_ngrams
+from textcls_core.runtime.config import Config, load_config
+from textcls_core.text.batching import EncodedDataset, collate_batch
+from textcls_core.text.encoders import TextEncoder, WordEncoder
 from textcls_core.text.tokenize import build_vocab, encode_tokens, segment_texts
+from textcls_core.training.candidates import choose_candidate, paired_se, score
 from textcls_core.training.loop import set_seed, train_model
 
 

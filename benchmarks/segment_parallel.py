@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jieba  # noqa: E402
 
 from textcls_core.dataset.clean import clean_dataset  # noqa: E402
-from textcls_core.runtime.config import CleanConfig  # noqa: E402
 from textcls_core.dataset.read import read_dataset  # noqa: E402
+from textcls_core.runtime.config import CleanConfig  # noqa: E402
 from textcls_core.text.tokenize import resolve_workers, segment_texts  # noqa: E402
 
 

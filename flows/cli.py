@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from textcls_core.runtime.config import load_config
 from textcls_core.dataset.read import check_dataset_source
+from textcls_core.runtime.config import load_config
 from textcls_core.runtime.errors import ConfigError, TextclsError
 from textcls_core.runtime.preflight import preflight
 from textcls_core.runtime.redact import redact_text, redact_uri, redact_values

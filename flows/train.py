@@ -16,13 +16,13 @@ from tasks.monitor import profile_task
 from tasks.package import package_task
 from tasks.preflight import preflight_task
 from tasks.runguard import guard_run
-from tasks.summary import summary_task
 from tasks.stress import stress_task
-from tasks.train import train_task
+from tasks.summary import summary_task
 from tasks.tracking import finish_tracking, run_config, start_tracking, train_flow_run_name
-from textcls_core.training.candidates import plan_candidates
+from tasks.train import train_task
 from textcls_core.runtime.config import Config
 from textcls_core.runtime.procs import available_cpus, limit_thread_pools, resolve_cpus
+from textcls_core.training.candidates import plan_candidates
 
 
 @flow(name="train-text-classifier", validate_parameters=True, flow_run_name=train_flow_run_name)

@@ -17,15 +17,20 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from prefect import task
-from prefect.artifacts import (create_link_artifact, create_markdown_artifact, create_progress_artifact,
-                               create_table_artifact, update_progress_artifact)
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.settings import get_current_settings
 
 from tasks.events import GATE_FAILED, PROMOTED, REGISTERED
-from tasks.tracking import client_for, get_run_logger
 from tasks.results import RunContext
+from tasks.tracking import client_for, get_run_logger
 
 DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens when the store is a local file
 LogFn = Callable[[dict[str, float], int], None]

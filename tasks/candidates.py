@@ -16,17 +16,17 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.data import record_cache_state
+from tasks.results import Candidates, RunContext, SideWork, Split
 from tasks.runguard import mark_stage, parquet_rows
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_metrics_now
-from tasks.results import Candidates, RunContext, SideWork, Split
-from textcls_core.training.candidates import choose_candidate, display_name, paired_se, plan_candidates, score
-from textcls_core.modeling.classifiers import load_classifier
-from textcls_core.runtime.config import CleanConfig, ModelConfig, RunConfig, TokenizeConfig
-from textcls_core.modeling.ensemble import EnsembleClassifier, crossfit_proba, fit_weight
 from textcls_core.dataset.split import SPLITS, class_labels
+from textcls_core.modeling.classifiers import load_classifier
+from textcls_core.modeling.ensemble import EnsembleClassifier, crossfit_proba, fit_weight
+from textcls_core.runtime.config import CleanConfig, ModelConfig, RunConfig, TokenizeConfig
 from textcls_core.runtime.watchdog import stage_bound
-from textcls_core.training.side_work import SideProcess, TfidfJob, TfidfOutcome, raw_texts as _raw, run_tfidf_job
-
+from textcls_core.training.candidates import choose_candidate, display_name, paired_se, plan_candidates, score
+from textcls_core.training.side_work import SideProcess, TfidfJob, TfidfOutcome, run_tfidf_job
+from textcls_core.training.side_work import raw_texts as _raw
 
 _SIDE: dict[str, SideProcess] = {}  # running side processes of this flow process, by their output folder
 

@@ -20,15 +20,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tasks.artifacts import run_artifact_key
-from tasks.tracking import client_for, get_run_logger, log_artifacts, log_datasets, log_metrics_now, split_datasets
-from tasks.runguard import file_rows_estimate, mark_stage, parquet_rows
 from tasks.results import Analysis, Cleaning, RunContext, Split
+from tasks.runguard import file_rows_estimate, mark_stage, parquet_rows
+from tasks.tracking import client_for, get_run_logger, log_artifacts, log_datasets, log_metrics_now, split_datasets
 from textcls_core.dataset.analyze import analyze_dataset, format_report, save_analysis_html
 from textcls_core.dataset.cache import Entry, StageCache, code_version, file_sha256, fingerprint, segment_with_cache
 from textcls_core.dataset.clean import check_quality, clean_dataset
-from textcls_core.runtime.config import CleanConfig, DataConfig, SplitConfig
 from textcls_core.dataset.read import read_dataset, sample_rows
 from textcls_core.dataset.split import SPLITS, hash_frame, remove_cross_split_duplicates, split_by_hash, split_dataset
+from textcls_core.runtime.config import CleanConfig, DataConfig, SplitConfig
 
 REPORT_FILES = ("json", "md", "html")
 # what each stage's output depends on besides its input and config: a change here re-computes it

@@ -12,12 +12,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.data import segment_splits
-from tasks.tracking import get_run_logger, log_artifacts, log_metrics_now
-from tasks.runguard import mark_stage, parquet_rows
 from tasks.results import Encoded, RunContext
+from tasks.runguard import mark_stage, parquet_rows
+from tasks.tracking import get_run_logger, log_artifacts, log_metrics_now
+from textcls_core.dataset.split import SPLITS, class_labels, hash_frame
 from textcls_core.runtime.config import CleanConfig, TokenizeConfig
 from textcls_core.text.encoders import TextEncoder, WordEncoder, encoder_sha256, fit_word_encoder
-from textcls_core.dataset.split import SPLITS, class_labels, hash_frame
 
 
 def raw_texts(frame: pd.DataFrame) -> list[str]:

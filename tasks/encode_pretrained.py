@@ -9,12 +9,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.encode import prepare_splits, save_encoder, write_encoded
-from tasks.tracking import get_run_logger
-from tasks.runguard import mark_stage, parquet_rows
 from tasks.results import Encoded, RunContext
+from tasks.runguard import mark_stage, parquet_rows
+from tasks.tracking import get_run_logger
+from textcls_core.dataset.split import SPLITS, class_labels
 from textcls_core.runtime.config import CleanConfig, ModelConfig, TokenizeConfig
 from textcls_core.text.encoders import PretrainedEncoder, TextEncoder, load_tokenizer, tokenize_with
-from textcls_core.dataset.split import SPLITS, class_labels
 
 
 @task(name="encode-pretrained", cache_policy=NO_CACHE)

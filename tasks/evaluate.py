@@ -15,19 +15,19 @@ from prefect.runtime import flow_run
 
 from tasks.artifacts import artifact_key
 from tasks.registry import champion_classifier, load_registered_classifier
-from tasks.tracking import client_for, dataset_for, get_run_logger, log_datasets, log_metrics_now
-from tasks.runguard import mark_stage, parquet_rows
 from tasks.results import Candidates, Evaluation, RunContext
-from textcls_core.evaluation.assessment import assess_classifier, validation_metrics
-from textcls_core.modeling.classifiers import load_classifier
+from tasks.runguard import mark_stage, parquet_rows
+from tasks.tracking import client_for, dataset_for, get_run_logger, log_datasets, log_metrics_now
 from textcls_core.dataset.clean import drop_unusable_rows
-from textcls_core.runtime.config import DataConfig, EvaluateConfig
 from textcls_core.dataset.read import read_dataset
-from textcls_core.runtime.errors import DataError
-from textcls_core.evaluation.assemble import flat_metrics, write_evaluation
 from textcls_core.dataset.relabel import source_file_sha256
 from textcls_core.dataset.split import hash_frame
+from textcls_core.evaluation.assemble import flat_metrics, write_evaluation
+from textcls_core.evaluation.assessment import assess_classifier, validation_metrics
+from textcls_core.modeling.classifiers import load_classifier
 from textcls_core.registry.tracking_names import data_name
+from textcls_core.runtime.config import DataConfig, EvaluateConfig
+from textcls_core.runtime.errors import DataError
 
 
 def publish_evaluation(ev, out_dir: Path, title: str, eval_cfg: EvaluateConfig, tracking: RunContext,

@@ -17,13 +17,21 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
+from tasks.results import RunContext
 from tasks.runguard import mark_stage
 from tasks.tracking import _experiment_id, client_for, get_run_logger, log_artifacts
-from tasks.results import RunContext
+from textcls_core.evaluation.drift import (
+    PROFILE_FILE,
+    DriftCheck,
+    build_profile,
+    compare_with_profile,
+    drift_table,
+    load_profile,
+    read_texts,
+    save_profile,
+)
 from textcls_core.modeling.classifiers import load_classifier, proba_and_oov
 from textcls_core.runtime.config import MonitorConfig
-from textcls_core.evaluation.drift import (PROFILE_FILE, DriftCheck, build_profile, compare_with_profile, drift_table, load_profile,
-                                read_texts, save_profile)
 from textcls_core.runtime.errors import TextclsError
 
 DRIFT_EVENT = "textcls.drift.detected"

@@ -23,18 +23,25 @@ from prefect.runtime import flow_run
 
 from tasks.artifacts import run_artifact_key
 from tasks.events import GATE_FAILED, REGISTERED, emit_model_event
-from tasks.registry import (append_log, current_champion, load_model_folder, load_version, registry_lock, set_champion,
-                            version_for_run)
+from tasks.registry import (
+    append_log,
+    current_champion,
+    load_model_folder,
+    load_version,
+    registry_lock,
+    set_champion,
+    version_for_run,
+)
+from tasks.results import Package, RunContext
 from tasks.runguard import mark_stage, parquet_rows
 from tasks.tracking import client_for, get_run_logger, git_commit, log_metrics_now, split_datasets
-from tasks.results import Package, RunContext
-from textcls_core.runtime.config import Config
-from textcls_core.dataset.read import read_dataset
-from textcls_core.runtime.errors import DataError
 from textcls_core.dataset.fingerprint import build_fingerprint, load_fingerprint, save_fingerprint, unseen_mask
-from textcls_core.registry.gate import ALREADY_CHAMPION, NO_CHAMPION, Comparison, GateResult, compare_on_rows, decide_promotion
+from textcls_core.dataset.read import read_dataset
 from textcls_core.evaluation.stress import flip_rate_checks, read_flip_rates
+from textcls_core.registry.gate import ALREADY_CHAMPION, NO_CHAMPION, Comparison, GateResult, compare_on_rows, decide_promotion
 from textcls_core.registry.model_card import CardFacts, registered_model_card, version_card
+from textcls_core.runtime.config import Config
+from textcls_core.runtime.errors import DataError
 from textcls_core.runtime.redact import redact_uri
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")

@@ -12,11 +12,10 @@ from prefect.cache_policies import NO_CACHE
 from tasks.monitor import load_model_and_profile, model_oov, publish_drift
 from tasks.registry import load_registered_classifier
 from tasks.tracking import get_run_logger
-from textcls_core.runtime.config import MonitorConfig
 from textcls_core.dataset.read import read_table
 from textcls_core.evaluation.drift import compare_with_profile
+from textcls_core.runtime.config import MonitorConfig
 from textcls_core.runtime.errors import DataError
-
 
 
 @task(name="batch-predict", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import time
 
-import pandas as pd
 import mlflow
+import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import DEADLINE_EXCEEDED
 from mlflow.pyfunc import PythonModel
@@ -27,7 +27,9 @@ DEADLINE_CHUNK = 256  # texts scored between deadline checks: the classifier's o
 
 class TextclsModel(PythonModel):
     def load_context(self, context) -> None:
-        from textcls_core.modeling.classifiers import load_classifier  # network, tfidf_lr or ensemble folder, by model.json's kind
+        from textcls_core.modeling.classifiers import (
+            load_classifier,  # network, tfidf_lr or ensemble folder, by model.json's kind
+        )
 
         self.classifier = load_classifier(context.artifacts["model_dir"])
         self.max_texts = int((getattr(context, "model_config", None) or {}).get("max_texts", DEFAULT_MAX_TEXTS))

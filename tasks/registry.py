@@ -27,10 +27,10 @@ from mlflow.exceptions import MlflowException
 
 from tasks.events import PROMOTED, emit_model_event
 from tasks.tracking import client_for
-from textcls_core.runtime.errors import TextclsError
 from textcls_core.dataset.fingerprint import load_fingerprint
 from textcls_core.modeling.classifiers import load_classifier
 from textcls_core.modeling.predictor import TextClassifier
+from textcls_core.runtime.errors import TextclsError
 
 _log = logging.getLogger("textcls.registry")
 LOG_TAG_PREFIX = "textcls.log."  # registered-model tags textcls.log.000001...: append-only audit of registry changes

@@ -14,9 +14,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tasks.tracking import _experiment_id, client_for, get_run_logger
-from textcls_core.runtime.config import DataConfig
 from textcls_core.dataset.read import read_table
 from textcls_core.dataset.relabel import relabel_file, source_file_sha256
+from textcls_core.runtime.config import DataConfig
 
 OUTPUT_TAG = "textcls.relabel.output_sha256"  # run tag of a relabel run: the corrected file's sha256
 PARENT_TAG = "textcls.relabel.parent_sha256"

@@ -28,8 +28,8 @@ from mlflow.entities import RunTag
 from prefect.client.orchestration import get_client
 from prefect.states import Cancelled, Failed
 
-from tasks.tracking import client_for, get_run_logger
 from tasks.results import RunContext
+from tasks.tracking import client_for, get_run_logger
 from textcls_core.runtime.config import RunConfig
 from textcls_core.runtime.procs import kill_child_processes
 from textcls_core.runtime.watchdog import Expiry, Watchdog, stage_bound

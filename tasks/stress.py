@@ -14,16 +14,23 @@ from prefect.runtime import flow_run
 
 from tasks.artifacts import run_artifact_key
 from tasks.registry import load_registered_classifier
-from tasks.tracking import client_for, get_run_logger, log_metrics_now
-from tasks.runguard import mark_stage
 from tasks.results import RunContext, Stress
+from tasks.runguard import mark_stage
+from tasks.tracking import client_for, get_run_logger, log_metrics_now
 from textcls_core.dataset.clean import drop_unusable_rows
-from textcls_core.runtime.config import DataConfig, StressConfig
 from textcls_core.dataset.read import read_dataset
-from textcls_core.runtime.errors import DataError
+from textcls_core.evaluation.stress import (
+    ProbaClassifier,
+    StressResult,
+    flat_stress_metrics,
+    run_stress,
+    sample_rows,
+    stress_markdown,
+    write_stress_report,
+)
 from textcls_core.modeling.classifiers import load_classifier
-from textcls_core.evaluation.stress import (ProbaClassifier, StressResult, flat_stress_metrics, run_stress, sample_rows,
-                                 stress_markdown, write_stress_report)
+from textcls_core.runtime.config import DataConfig, StressConfig
+from textcls_core.runtime.errors import DataError
 
 
 def _raw_texts(frame: pd.DataFrame) -> list[str]:

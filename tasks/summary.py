@@ -13,11 +13,11 @@ from prefect.runtime import flow_run
 
 from tasks.artifacts import run_artifact_key
 from tasks.relabel import relabel_lineage
-from tasks.tracking import client_for
-from tasks.runguard import mark_stage
 from tasks.results import Analysis, Candidates, Cleaning, Evaluation, Package, RunContext, Split, Stress, Trained
-from textcls_core.runtime.redact import redact_uri
+from tasks.runguard import mark_stage
+from tasks.tracking import client_for
 from textcls_core.registry.tracking_names import clip
+from textcls_core.runtime.redact import redact_uri
 
 
 def summary_markdown(s: dict[str, Any]) -> str:

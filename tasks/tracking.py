@@ -16,17 +16,17 @@ from typing import Any
 import mlflow
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
-from tasks.results import RunContext
 from prefect import get_run_logger as _prefect_run_logger
 from prefect import task
-from prefect.exceptions import MissingContextError
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 
+from tasks.results import RunContext
+from textcls_core.registry.tracking_names import clip, data_name, run_name
 from textcls_core.runtime.config import Config, build_config
 from textcls_core.runtime.errors import ConfigError
 from textcls_core.runtime.redact import redact_text, redact_uri, redact_values
-from textcls_core.registry.tracking_names import clip, data_name, run_name
 
 
 def get_run_logger() -> logging.Logger | logging.LoggerAdapter:

@@ -17,16 +17,16 @@ from prefect.cache_policies import NO_CACHE
 from tasks.artifacts import EpochProgress
 from tasks.candidates import CoreShare
 from tasks.gpu_limit import gpu_slots, occupy_gpus
-from tasks.tracking import MetricLogger, client_for, get_run_logger, log_artifacts, log_metrics_now, system_metrics
-from tasks.runguard import mark_stage, parquet_rows
 from tasks.results import Encoded, RunContext, Trained
-from textcls_core.runtime.config import CleanConfig, ModelConfig, TokenizeConfig, TrainConfig
-from textcls_core.training.distributed import ERROR_PREFIX, METRIC_PREFIX, launch_command, result_paths
-from textcls_core.text.encoders import PretrainedEncoder, TextEncoder, WordEncoder, load_tokenizer
-from textcls_core.runtime.errors import TextclsError
-from textcls_core.training.fit import FitSpec, fit, prepare_model
+from tasks.runguard import mark_stage, parquet_rows
+from tasks.tracking import MetricLogger, client_for, get_run_logger, log_artifacts, log_metrics_now, system_metrics
 from textcls_core.modeling.predictor import TextClassifier
+from textcls_core.runtime.config import CleanConfig, ModelConfig, TokenizeConfig, TrainConfig
+from textcls_core.runtime.errors import TextclsError
+from textcls_core.text.encoders import PretrainedEncoder, TextEncoder, WordEncoder, load_tokenizer
 from textcls_core.text.tokenize import PAD_ID
+from textcls_core.training.distributed import ERROR_PREFIX, METRIC_PREFIX, launch_command, result_paths
+from textcls_core.training.fit import FitSpec, fit, prepare_model
 from textcls_core.training.loop import pick_device
 
 

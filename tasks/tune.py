@@ -31,19 +31,19 @@ from prefect.cache_policies import NO_CACHE
 from tasks.candidates import fit_tfidf_in_process
 from tasks.encode import encode_task
 from tasks.encode_pretrained import encode_pretrained_task
+from tasks.results import RunContext
 from tasks.runguard import mark_stage
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_metrics_now
 from tasks.train import train_task
-from tasks.results import RunContext
 from textcls_core.dataset.split import class_labels
-from textcls_core.training.candidates import score
 from textcls_core.runtime.config import Config
 from textcls_core.runtime.config_reference import render_yaml
 from textcls_core.runtime.errors import ConfigError, TextclsError
 from textcls_core.runtime.procs import resolve_cpus
 from textcls_core.runtime.redact import redact_uri, redact_values
-from textcls_core.training.side_work import TfidfJob
+from textcls_core.training.candidates import score
 from textcls_core.training.search_space import apply, default_point, parse_space, suggest
+from textcls_core.training.side_work import TfidfJob
 
 HEARTBEAT_S = 30  # a live trial writes a heartbeat this often
 GRACE_S = 180  # a RUNNING trial without a heartbeat for this long belongs to a dead process: it is failed

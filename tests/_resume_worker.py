@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 import textcls_core.training.loop as train_mod
-from textcls_core.text.batching import EncodedDataset, collate_batch
-from textcls_core.runtime.config import TrainConfig
 from textcls_core.modeling.networks import TextCNN
+from textcls_core.runtime.config import TrainConfig
+from textcls_core.text.batching import EncodedDataset, collate_batch
 from textcls_core.training.loop import configure_torch, set_seed, train_model
 
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tasks.train import train_task
 from tasks.tracking import client_for
+from tasks.train import train_task
 from textcls_core.runtime.config import build_config
 from textcls_core.training.distributed import launch_command
 

@@ -11,12 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from textcls_core.text.batching import BucketBatchSampler, EncodedDataset, collate_batch, padded_width
+from textcls_core.modeling.networks import BiLSTMAttention, TextCNN, build_model, logits_to_proba
 from textcls_core.runtime.config import ModelConfig, TrainConfig, build_config
 from textcls_core.runtime.errors import ConfigError
-from textcls_core.modeling.networks import BiLSTMAttention, TextCNN, build_model, logits_to_proba
-from textcls_core.training.loop import (_accumulate, classification_loss, load_checkpoint, resolve_precision, save_checkpoint,
-                                set_seed, train_model)
+from textcls_core.text.batching import BucketBatchSampler, EncodedDataset, collate_batch, padded_width
+from textcls_core.training.loop import (
+    _accumulate,
+    classification_loss,
+    load_checkpoint,
+    resolve_precision,
+    save_checkpoint,
+    set_seed,
+    train_model,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 COLLATE = partial(collate_batch, max_len=32, min_len=2)
@@ -234,9 +241,9 @@ def test_resume_after_kill_9_ends_like_an_uninterrupted_run(tmp_path):
 def test_evaluation_and_prediction_build_no_graph():
     from torch.utils.data import DataLoader
 
-    from textcls_core.text.encoders import WordEncoder
-    from textcls_core.runtime.config import CleanConfig
     from textcls_core.modeling.predictor import TextClassifier
+    from textcls_core.runtime.config import CleanConfig
+    from textcls_core.text.encoders import WordEncoder
     from textcls_core.training.loop import evaluate_model
 
     class Spy(TextCNN):

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tasks.package import CORE_DIR, INPUT_EXAMPLE, PYFUNC_FILE, pip_requirements
+from textcls_core.modeling.predictor import TextClassifier, build_model
 from textcls_core.runtime.config import CleanConfig, ModelConfig
 from textcls_core.text.encoders import TextEncoder, WordEncoder
-from textcls_core.modeling.predictor import TextClassifier, build_model
 
 
 def test_requirements_follow_the_settings():
@@ -78,8 +78,8 @@ def test_fresh_virtualenv_loads_and_predicts_from_the_model_requirements(tmp_pat
 
 @pytest.mark.slow
 def test_fresh_virtualenv_runs_a_transformer_model(tmp_path, tiny_bert):
-    from textcls_core.text.encoders import PretrainedEncoder, load_tokenizer
     from textcls_core.modeling.networks import load_pretrained_model
+    from textcls_core.text.encoders import PretrainedEncoder, load_tokenizer
 
     labels = ["negative", "positive"]
     encoder = TextEncoder(CleanConfig(), PretrainedEncoder(load_tokenizer(tiny_bert), 32))

@@ -15,8 +15,17 @@ import pytest
 import yaml
 from pydantic import TypeAdapter
 
-from tasks.artifacts import (EpochProgress, artifact_key, cleaning_rows, events_markdown, gate_rows, mlflow_ui_base,
-                             model_version_url, per_class_rows, train_artifacts_task)
+from tasks.artifacts import (
+    EpochProgress,
+    artifact_key,
+    cleaning_rows,
+    events_markdown,
+    gate_rows,
+    mlflow_ui_base,
+    model_version_url,
+    per_class_rows,
+    train_artifacts_task,
+)
 from tasks.events import PROMOTED, emit_model_event
 from tasks.gpu_limit import _too_many, gpu_slots, occupy_gpus
 from tests.conftest import small_config

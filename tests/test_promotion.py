@@ -19,15 +19,22 @@ from mlflow import MlflowClient
 
 import tasks.package as package_mod
 from tasks.package import package_task
-from tasks.registry import (HISTORY_TAG, current_champion, lock_location, promote_version, read_log, registry_lock,
-                            rollback_champion)
+from tasks.registry import (
+    HISTORY_TAG,
+    current_champion,
+    lock_location,
+    promote_version,
+    read_log,
+    registry_lock,
+    rollback_champion,
+)
 from tasks.tracking import client_for
 from tests.conftest import small_config
-from textcls_core.runtime.config import CleanConfig, ModelConfig
-from textcls_core.text.encoders import WordEncoder
 from textcls_core.dataset.fingerprint import FINGERPRINT_FILE
 from textcls_core.modeling.networks import TextCNN
 from textcls_core.modeling.predictor import TextClassifier
+from textcls_core.runtime.config import CleanConfig, ModelConfig
+from textcls_core.text.encoders import WordEncoder
 
 ROWS = pd.DataFrame({"text": [f"订单{i} {'满意' if i % 2 == 0 else '失望'}{' 但是' if i % 5 == 0 else ''}" for i in range(900)],
                      "label": ["positive" if i % 2 == 0 else "negative" for i in range(900)]})

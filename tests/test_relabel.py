@@ -10,10 +10,10 @@ import pytest
 from mlflow import MlflowClient
 
 from tasks.relabel import relabel_lineage, relabel_task
+from textcls_core.dataset.relabel import relabel_file, source_file_sha256
+from textcls_core.evaluation.label_issues import RELABEL_COLUMNS, find_suspect_labels
 from textcls_core.runtime.config import DataConfig
 from textcls_core.runtime.errors import DataError
-from textcls_core.evaluation.label_issues import RELABEL_COLUMNS, find_suspect_labels
-from textcls_core.dataset.relabel import relabel_file, source_file_sha256
 
 
 def test_queue_is_spreadsheet_reviewable(tiny_df):

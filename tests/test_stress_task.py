@@ -9,9 +9,9 @@ from mlflow import MlflowClient
 
 from tasks.stress import stress_task
 from tests.conftest import NEG, POS
+from textcls_core.modeling.predictor import TextClassifier, build_model
 from textcls_core.runtime.config import CleanConfig, ModelConfig, StressConfig
 from textcls_core.text.encoders import WordEncoder
-from textcls_core.modeling.predictor import TextClassifier, build_model
 from textcls_core.training.loop import set_seed
 
 

@@ -16,8 +16,8 @@ from tasks.data import analyze_task, clean_task, split_task
 from tasks.encode import encode_task
 from tasks.evaluate import evaluate_task
 from tasks.package import package_task
-from tasks.train import train_task
 from tasks.tracking import client_for, resolve_tracking_uri
+from tasks.train import train_task
 from tests.conftest import small_config
 from textcls_core.evaluation.metrics import BADCASE_COLUMNS
 from textcls_core.modeling.predictor import TextClassifier

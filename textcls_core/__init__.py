@@ -24,6 +24,8 @@ import importlib.util
 import sys
 from types import ModuleType
 
+__version__ = "0.1.0"
+
 # old flat name -> where the module lives now
 MOVED: dict[str, str] = {
     "config": "runtime.config",

@@ -32,9 +32,10 @@ def test_flat_name_is_the_moved_module(old):
 
 
 def test_from_import_through_the_flat_name_and_pickles_keep_new_paths():
-    from textcls_core.predictor import TextClassifier  # what models packaged before the move import
-    from textcls_core.modeling.predictor import TextClassifier as Now
     from textcls_core.config import CleanConfig
+    from textcls_core.predictor import TextClassifier  # what models packaged before the move import
+
+    from textcls_core.modeling.predictor import TextClassifier as Now
 
     assert TextClassifier is Now
     cfg = pickle.loads(pickle.dumps(CleanConfig()))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -137,8 +136,8 @@ def save_analysis_html(stats: dict[str, Any], df: pd.DataFrame, path: str | Path
     """Self-contained HTML: the facts as tables, a class bar chart and per-class length histograms."""
     import tempfile
 
-    from textcls_core.evaluation.metrics import pyplot
     from textcls_core.evaluation.html import image_html, render_report, table_html
+    from textcls_core.evaluation.metrics import pyplot
 
     plt = pyplot()
 

@@ -16,10 +16,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from textcls_core.evaluation.metrics import (compare_with_champion, compute_metrics, confusion_frame, expected_calibration_error,
-                                   find_badcases, group_badcases, length_bucket, save_confusion_png,
-                                   save_reliability_png, slice_metrics)
 from textcls_core.evaluation.html import image_html, render_report, table_html
+from textcls_core.evaluation.metrics import (
+    compare_with_champion,
+    compute_metrics,
+    confusion_frame,
+    expected_calibration_error,
+    find_badcases,
+    group_badcases,
+    length_bucket,
+    save_confusion_png,
+    save_reliability_png,
+    slice_metrics,
+)
 from textcls_core.registry.tracking_names import per_class_keys
 
 SUMMARY_KEYS = ("accuracy", "macro_f1", "weighted_f1", "roc_auc", "pr_auc", "log_loss", "ece")

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from textcls_core.evaluation.assemble import build_evaluation, measure_latency
+from textcls_core.evaluation.label_issues import find_suspect_labels
+from textcls_core.evaluation.metrics import compute_metrics
 from textcls_core.evaluation.out_of_fold import out_of_fold_proba
 from textcls_core.modeling.classifiers import proba_and_oov
 from textcls_core.runtime.config import EvaluateConfig
-from textcls_core.evaluation.metrics import compute_metrics
-from textcls_core.evaluation.assemble import build_evaluation, measure_latency
-from textcls_core.evaluation.label_issues import find_suspect_labels
 
 
 def label_ids(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:

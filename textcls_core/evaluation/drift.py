@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from textcls_core.runtime.config import MonitorConfig
 from textcls_core.dataset.read import read_table
+from textcls_core.runtime.config import MonitorConfig
 from textcls_core.runtime.errors import DataError
 
 PROFILE_FILE = "drift_profile.json"

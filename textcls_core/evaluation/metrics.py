@@ -12,8 +12,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, f1_score, log_loss,
-                             precision_recall_fscore_support, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
 BADCASE_COLUMNS = ["row_id", "text", "true_label", "pred_label", "confidence", "true_label_prob", "loss",
                    "length", "oov_rate", "confusion_pair"]

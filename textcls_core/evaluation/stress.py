@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
-from textcls_core.runtime.config import BUILTIN_PERTURBATIONS, StressConfig, StressRule
 from textcls_core.evaluation.html import render_report, table_html
+from textcls_core.runtime.config import BUILTIN_PERTURBATIONS, StressConfig, StressRule
 
 
 class ProbaClassifier(Protocol):

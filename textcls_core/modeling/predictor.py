@@ -21,12 +21,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from textcls_core.text.batching import EncodedDataset, collate_batch
-from textcls_core.runtime.config import CleanConfig, ModelConfig
+from textcls_core.modeling.networks import (
+    PretrainedClassifier,
+    build_model,
+    load_pretrained_model,
+    logits_to_proba,
+    min_batch_len,
+    output_size,
+)
 from textcls_core.modeling.proba import proba_frame
+from textcls_core.runtime.config import CleanConfig, ModelConfig
+from textcls_core.text.batching import EncodedDataset, collate_batch
 from textcls_core.text.encoders import ENCODER_FILE, PretrainedEncoder, TextEncoder, WordEncoder
-from textcls_core.modeling.networks import (PretrainedClassifier, build_model, load_pretrained_model, logits_to_proba, min_batch_len,
-                                  output_size)
 
 FORMAT_VERSION = 2
 

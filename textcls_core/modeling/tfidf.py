@@ -10,9 +10,9 @@ validation split by `fit_tfidf_lr`.
 from __future__ import annotations
 
 import json
-from itertools import chain, repeat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,11 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from textcls_core.training.candidates import paired_se
 from textcls_core.dataset.clean import prepare_texts
-from textcls_core.runtime.config import CleanConfig
 from textcls_core.modeling.proba import proba_frame
+from textcls_core.runtime.config import CleanConfig
 from textcls_core.text.tokenize import segment_texts
+from textcls_core.training.candidates import paired_se
 
 KIND = "tfidf_lr"
 FEATURE_SETS = ("char+word", "char", "word")

@@ -4,10 +4,10 @@ as their first task, so a deployment run fails the same way as `textcls run`."""
 
 from __future__ import annotations
 
-from textcls_core.runtime.config import Config
 from textcls_core.dataset.read import check_dataset_source
-from textcls_core.text.encoders import check_pretrained_source
 from textcls_core.registry.gate import check_gate_files
+from textcls_core.runtime.config import Config
+from textcls_core.text.encoders import check_pretrained_source
 
 
 def preflight(cfg: Config) -> None:

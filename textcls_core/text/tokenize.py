@@ -6,9 +6,9 @@ import logging
 import multiprocessing
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
-from concurrent.futures import ProcessPoolExecutor
 from types import ModuleType
 
 from textcls_core.runtime.procs import available_cpus, safe_mp_context

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from textcls_core.runtime.config import ModelConfig
 from textcls_core.evaluation.metrics import compute_metrics
+from textcls_core.runtime.config import ModelConfig
 
 SIMPLICITY = ("tfidf_lr", "model", "ensemble")  # on equal validation scores the earlier one ships
 TABLE_KEYS = ("accuracy", "macro_f1", "log_loss", "roc_auc")

@@ -16,12 +16,21 @@ import pandas as pd
 import torch
 from torch import nn
 
-from textcls_core.text.batching import EncodedDataset, collate_batch
+from textcls_core.modeling.networks import build_model, load_pretrained_model, min_batch_len, output_size
 from textcls_core.runtime.config import ModelConfig, TrainConfig
 from textcls_core.runtime.errors import ConfigError
-from textcls_core.modeling.networks import build_model, load_pretrained_model, min_batch_len, output_size
-from textcls_core.training.loop import (DistContext, LogFn, MessageFn, TrainResult, _no_log, _print, configure_torch, set_seed,
-                                 train_model)
+from textcls_core.text.batching import EncodedDataset, collate_batch
+from textcls_core.training.loop import (
+    DistContext,
+    LogFn,
+    MessageFn,
+    TrainResult,
+    _no_log,
+    _print,
+    configure_torch,
+    set_seed,
+    train_model,
+)
 
 
 @dataclass

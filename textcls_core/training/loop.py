@@ -31,10 +31,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from textcls_core.text.batching import BucketBatchSampler, EncodedDataset
-from textcls_core.runtime.errors import ConfigError, DataError, LabelRangeError
 from textcls_core.modeling.networks import PretrainedClassifier
+from textcls_core.runtime.errors import ConfigError, DataError, LabelRangeError
 from textcls_core.runtime.procs import safe_mp_context
+from textcls_core.text.batching import BucketBatchSampler, EncodedDataset
 from textcls_core.text.tokenize import PAD_ID, UNK_ID
 
 if TYPE_CHECKING:  # annotations only: the engine runs without pydantic (benchmarks/gpu_check.py)

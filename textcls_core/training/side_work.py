@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from textcls_core.evaluation.out_of_fold import out_of_fold_from_features
 from textcls_core.dataset.cache import StageCache, segment_with_cache
 from textcls_core.dataset.clean import prepare_texts
+from textcls_core.evaluation.out_of_fold import out_of_fold_from_features
+from textcls_core.modeling.tfidf import TfidfClassifier, TfidfSettings, fit_tfidf_lr
 from textcls_core.runtime.config import CleanConfig, ModelConfig, TokenizeConfig
 from textcls_core.runtime.procs import safe_mp_context
-from textcls_core.modeling.tfidf import TfidfClassifier, TfidfSettings, fit_tfidf_lr
 
 RESULT, ERROR, PROBS, MODEL = "result.json", "error.txt", "probs.npz", "tfidf_lr"
 

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from textcls_core.dataset.read import read_dataset
-from textcls_core.runtime.errors import DataError
 from textcls_core.dataset.split import SPLITS, normalize_group_ids, split_dataset
+from textcls_core.runtime.errors import DataError
 
 
 def _rows(n: int = 120) -> list[dict]:

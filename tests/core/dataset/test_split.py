@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from textcls_core.runtime.errors import DataError
 from textcls_core.dataset.split import hash_frame, split_dataset
+from textcls_core.runtime.errors import DataError
 
 
 def make(n_a=100, n_b=50, dup=0):

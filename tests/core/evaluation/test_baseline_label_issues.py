@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from textcls_core.evaluation.out_of_fold import baseline_proba, fit_baseline, out_of_fold_proba
 from textcls_core.evaluation.label_issues import RELABEL_COLUMNS, find_suspect_labels
+from textcls_core.evaluation.out_of_fold import baseline_proba, fit_baseline, out_of_fold_proba
 
 POS_WORDS = ["好", "棒", "赞", "喜欢", "满意", "推荐", "精彩", "舒服"]
 NEG_WORDS = ["差", "烂", "坑", "讨厌", "失望", "垃圾", "难用", "后悔"]

@@ -6,10 +6,18 @@ import numpy as np
 import opencc
 import pytest
 
-from textcls_core.runtime.config import MonitorConfig
 from textcls_core.dataset.read import read_dataset
-from textcls_core.evaluation.drift import (OOV_EDGES, build_profile, compare_with_profile, histogram, ks_statistic, psi, read_texts,
-                                traditional_shares)
+from textcls_core.evaluation.drift import (
+    OOV_EDGES,
+    build_profile,
+    compare_with_profile,
+    histogram,
+    ks_statistic,
+    psi,
+    read_texts,
+    traditional_shares,
+)
+from textcls_core.runtime.config import MonitorConfig
 from textcls_core.runtime.errors import DataError
 
 

@@ -2,8 +2,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from textcls_core.evaluation.metrics import (BADCASE_COLUMNS, compare_with_champion, compute_metrics, confusion_frame,
-                                   expected_calibration_error, find_badcases, group_badcases, save_confusion_png)
+from textcls_core.evaluation.metrics import (
+    BADCASE_COLUMNS,
+    compare_with_champion,
+    compute_metrics,
+    confusion_frame,
+    expected_calibration_error,
+    find_badcases,
+    group_badcases,
+    save_confusion_png,
+)
 
 
 def onehotish(pred, n, p=0.8):

@@ -8,10 +8,19 @@ import re
 import numpy as np
 import pytest
 
+from textcls_core.evaluation.stress import (
+    PERTURBATIONS,
+    flat_stress_metrics,
+    flip_rate_checks,
+    perturb_texts,
+    perturbation_names,
+    read_flip_rates,
+    run_stress,
+    sample_rows,
+    write_stress_report,
+)
 from textcls_core.runtime.config import BUILTIN_PERTURBATIONS, StressConfig, build_config
 from textcls_core.runtime.errors import ConfigError
-from textcls_core.evaluation.stress import (PERTURBATIONS, flat_stress_metrics, flip_rate_checks, perturb_texts, perturbation_names,
-                                 read_flip_rates, run_stress, sample_rows, write_stress_report)
 
 TEXTS = ["这本书很好看，内容精彩，物流也快。", "质量太差了，发货慢，后悔购买！", "还行吧", "手机屏幕清晰，运行流畅，推荐购买。"]
 
@@ -208,8 +217,8 @@ def test_rows_come_back_in_input_order_although_scored_by_length():
 def test_perturbations_in_worker_processes_give_the_sequential_result(tmp_path):
     """#19: with workers > 1 the perturbations are scored in a process pool (each loading the saved model); the
     table and the examples are exactly those of the sequential loop; a repeated text is scored once."""
-    from textcls_core.runtime.config import CleanConfig
     from textcls_core.modeling.tfidf import TfidfSettings, fit_tfidf_lr
+    from textcls_core.runtime.config import CleanConfig
 
     pos = ["这本书很好看，内容精彩", "手机屏幕清晰，推荐购买", "物流很快，包装很好", "味道不错，下次还来", "性价比高，值得推荐"]
     neg = ["质量太差了，后悔购买", "发货慢，客服态度差", "屏幕有划痕，很失望", "味道一般，不会再来", "价格贵，质量差"]

@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
+from textcls_core.dataset.fingerprint import build_fingerprint, canonical_text, text_hashes, unseen_mask
+from textcls_core.dataset.split import split_by_hash
 from textcls_core.evaluation.bootstrap import metric_value, paired_bootstrap
+from textcls_core.registry.gate import COMPARED, INSUFFICIENT, compare_on_rows, decide_promotion
 from textcls_core.runtime.config import build_config
 from textcls_core.runtime.errors import ConfigError
-from textcls_core.dataset.fingerprint import build_fingerprint, canonical_text, text_hashes, unseen_mask
-from textcls_core.registry.gate import COMPARED, INSUFFICIENT, compare_on_rows, decide_promotion
-from textcls_core.dataset.split import split_by_hash
 
 
 def _preds(n=600, acc_a=0.9, acc_b=0.8, classes=3, seed=0):

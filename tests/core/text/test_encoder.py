@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from textcls_core.text.batching import EncodedDataset, collate_batch
 from textcls_core.dataset.clean import normalize_texts, text_limits
-from textcls_core.runtime.config import CleanConfig, ModelConfig, TrainConfig
-from textcls_core.text.encoders import ENCODER_FILE, TextEncoder, WordEncoder, encoder_sha256
-from textcls_core.runtime.errors import DataError
 from textcls_core.modeling.networks import TextCNN
 from textcls_core.modeling.predictor import TextClassifier, build_model
+from textcls_core.runtime.config import CleanConfig, ModelConfig, TrainConfig
+from textcls_core.runtime.errors import DataError
+from textcls_core.text.batching import EncodedDataset, collate_batch
+from textcls_core.text.encoders import ENCODER_FILE, TextEncoder, WordEncoder, encoder_sha256
 from textcls_core.training.loop import set_seed, train_model
 
 ITOS = ["<pad>", "<unk>", "质量", "很", "好", "太", "差", "了", "URL", "PHONE", "好好"]

@@ -9,13 +9,13 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from tests.conftest import NEG, POS
-from textcls_core.training.candidates import choose_candidate, paired_se, plan_candidates
-from textcls_core.modeling.classifiers import load_classifier, model_kind, proba_and_oov
 from textcls_core.dataset.clean import prepare_texts
-from textcls_core.runtime.config import CleanConfig, ModelConfig, build_config
+from textcls_core.modeling.classifiers import load_classifier, model_kind, proba_and_oov
 from textcls_core.modeling.ensemble import EnsembleClassifier, crossfit_proba, fit_weight
-from textcls_core.runtime.errors import ConfigError
 from textcls_core.modeling.tfidf import TfidfClassifier, TfidfSettings, _Block, char_ngrams, fit_tfidf_lr, word_ngrams
+from textcls_core.runtime.config import CleanConfig, ModelConfig, build_config
+from textcls_core.runtime.errors import ConfigError
+from textcls_core.training.candidates import choose_candidate, paired_se, plan_candidates
 
 LABELS = ["negative", "positive"]
 
@@ -139,9 +139,9 @@ def test_network_folder_without_kind_loads_as_text_classifier(tmp_path):
     """Folders saved by earlier code (no `kind` in model.json) still load, as the network they are."""
     import torch
 
-    from textcls_core.text.encoders import WordEncoder
     from textcls_core.modeling.networks import build_model
     from textcls_core.modeling.predictor import TextClassifier
+    from textcls_core.text.encoders import WordEncoder
 
     cfg = ModelConfig(embed_dim=8, num_filters=2)
     itos = ["<pad>", "<unk>", "质量", "很", "好"]

@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from textcls_core.text.batching import EncodedDataset, collate_batch
+from textcls_core.modeling.networks import TextCNN
+from textcls_core.modeling.predictor import TextClassifier, build_model
 from textcls_core.runtime.config import CleanConfig, ModelConfig, TrainConfig
 from textcls_core.runtime.errors import ConfigError, LabelRangeError
-from textcls_core.modeling.networks import TextCNN
+from textcls_core.text.batching import EncodedDataset, collate_batch
 from textcls_core.text.encoders import WordEncoder
-from textcls_core.modeling.predictor import TextClassifier, build_model
 from textcls_core.training.loop import check_labels, evaluate_model, pick_device, set_seed, train_model
 
 COLLATE = partial(collate_batch, max_len=32, min_len=3)

@@ -9,9 +9,9 @@ from functools import partial
 import numpy as np
 import torch
 
-from textcls_core.text.batching import EncodedDataset, collate_batch
-from textcls_core.runtime.config import TrainConfig
 from textcls_core.modeling.networks import TextCNN
+from textcls_core.runtime.config import TrainConfig
+from textcls_core.text.batching import EncodedDataset, collate_batch
 from textcls_core.training.loop import set_seed, train_model
 
 # per-epoch (train_loss, val_loss) of the run below with torch 2.x on CPU, one thread
