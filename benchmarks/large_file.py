@@ -7,10 +7,12 @@ The file repeats the built-in corpus with a counter suffix (so copies are distin
 id, text, label, channel, created_at; the pipeline needs text and label only. Each variant runs in its own
 child process and reports its peak resident set size (VmHWM) after each phase, so the figures do not
 include one another's allocations. Variants:
-  chunked   textcls_core.dataset.read.read_dataset (data.chunk_rows rows per chunk), then analyze_dataset and
-            clean_dataset, as the analyze and clean tasks run them
+  streamed  what the analyze and clean tasks run: ingest (the file to raw.parquet a chunk at a time, with its
+            analysis), clean_parquet (two passes over raw.parquet) and profile_parquet (the after-cleaning analysis)
+  chunked   textcls_core.dataset.read.read_dataset (data.chunk_rows rows per chunk) into one frame, then
+            analyze_dataset and clean_dataset on it, as the tasks ran them before the streamed path
   oneshot   pandas.read_csv of the whole file with every column as a string (the naive reader), for reference
-  baseline  the same as chunked with read_dataset and clean_dataset as of --baseline-ref (git)
+  baseline  the same as chunked with read_dataset, analyze_dataset and clean_dataset as of --baseline-ref (git)
 """
 
 from __future__ import annotations
@@ -59,11 +61,26 @@ def make_file(path: Path, size_mb: int) -> None:
     tmp.rename(path)
 
 
-def _module_at(ref: str, name: str) -> types.ModuleType:
-    src = subprocess.check_output(["git", "show", f"{ref}:textcls_core/{name}.py"], cwd=Path(__file__).resolve().parents[1])
-    mod = types.ModuleType(f"baseline_{name}")
-    exec(compile(src, f"{ref}:textcls_core/{name}.py", "exec"), mod.__dict__)
-    return mod
+def _module_at(ref: str, *paths: str) -> types.ModuleType:
+    """The first of these textcls_core files that exists at git ref `ref`, loaded as a module (the core was
+    regrouped into folders on 2026-11-30: dataset/read.py was data.py, dataset/clean.py was clean.py)."""
+    root = Path(__file__).resolve().parents[1]
+    for path in paths:
+        res = subprocess.run(["git", "show", f"{ref}:textcls_core/{path}.py"], cwd=root, capture_output=True)
+        if res.returncode == 0:
+            mod = types.ModuleType(f"baseline_{path.replace('/', '_')}")
+            exec(compile(res.stdout, f"{ref}:textcls_core/{path}.py", "exec"), mod.__dict__)
+            return mod
+    raise FileNotFoundError(f"none of {paths} at {ref}")
+
+
+def _ids_digest(ids) -> str:
+    """sha256 of a row-id column (the same kept rows give the same digest), first 16 hex digits."""
+    import hashlib
+
+    import numpy as np
+
+    return hashlib.sha256(np.asarray(ids, dtype=np.int64).tobytes()).hexdigest()[:16]
 
 
 def child(variant: str, path: str, chunk_rows: int, ref: str) -> dict:
@@ -79,8 +96,31 @@ def child(variant: str, path: str, chunk_rows: int, ref: str) -> dict:
     from textcls_core.dataset.analyze import analyze_dataset
     from textcls_core.runtime.config import CleanConfig
 
+    if variant == "streamed":
+        import tempfile
+
+        from textcls_core.dataset.analyze import profile_parquet
+        from textcls_core.dataset.clean import clean_parquet
+        from textcls_core.dataset.ingest import ingest
+        from textcls_core.runtime.config import DataConfig
+
+        with tempfile.TemporaryDirectory(dir=str(Path(path).parent)) as tmp:
+            stats, _, _ = ingest(DataConfig(path=path, chunk_rows=chunk_rows), [], 42, 256, Path(tmp) / "raw.parquet")
+            out |= {"rows": stats["rows_read"], "read_and_analysis_s": round(time.perf_counter() - t0, 1),
+                    "read_and_analysis_peak_mib": round(peak_mib(), 1)}
+            t0 = time.perf_counter()
+            counts, _ = clean_parquet(Path(tmp) / "raw.parquet", CleanConfig(), 256, tmp, batch_rows=chunk_rows)
+            profile_parquet(Path(tmp) / "clean.parquet", max_len=256, batch_rows=chunk_rows)
+            out |= {"clean_and_after_analysis_s": round(time.perf_counter() - t0, 1), "clean_peak_mib": round(peak_mib(), 1),
+                    "rows_kept": counts["rows_kept"], "rows_dropped": counts["rows_dropped"],
+                    "dropped_by_reason": counts["dropped_by_reason"],
+                    "kept_row_ids_sha256": _ids_digest(pd.read_parquet(Path(tmp) / "clean.parquet", columns=["row_id"])["row_id"])}
+        return out
+
     if variant == "baseline":  # the reader and the cleaning code as of --baseline-ref
-        read_dataset, clean_dataset = _module_at(ref, "data").read_dataset, _module_at(ref, "clean").clean_dataset
+        read_dataset = _module_at(ref, "dataset/read", "data").read_dataset
+        clean_dataset = _module_at(ref, "dataset/clean", "clean").clean_dataset
+        analyze_dataset = _module_at(ref, "dataset/analyze", "analyze").analyze_dataset
         df = read_dataset(path)
     else:
         from textcls_core.dataset.clean import clean_dataset
@@ -96,7 +136,9 @@ def child(variant: str, path: str, chunk_rows: int, ref: str) -> dict:
     kept, dropped, _ = clean_dataset(df, CleanConfig())
     assert len(kept) + len(dropped) == len(df)
     out |= {"clean_s": round(time.perf_counter() - t0, 1), "clean_peak_mib": round(peak_mib(), 1),
-            "rows_kept": len(kept), "rows_dropped": len(dropped)}
+            "rows_kept": len(kept), "rows_dropped": len(dropped),
+            "dropped_by_reason": {str(k): int(v) for k, v in dropped["reason"].value_counts().sort_index().items()},
+            "kept_row_ids_sha256": _ids_digest(kept["row_id"])}
     return out
 
 
@@ -105,7 +147,7 @@ def main() -> None:
     ap.add_argument("--size-mb", type=int, default=1024, help="size of the generated CSV in MiB")
     ap.add_argument("--path", default="/tmp/textcls_large.csv", help="where the CSV is written (outside the repository)")
     ap.add_argument("--chunk-rows", type=int, default=200000, help="data.chunk_rows")
-    ap.add_argument("--variants", nargs="+", default=["chunked", "oneshot"], choices=["chunked", "oneshot", "baseline"])
+    ap.add_argument("--variants", nargs="+", default=["streamed", "chunked", "oneshot"], choices=["streamed", "chunked", "oneshot", "baseline"])
     ap.add_argument("--baseline-ref", default="", help="git ref whose textcls_core/dataset/read.py is the 'baseline' variant")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()

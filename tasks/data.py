@@ -23,16 +23,16 @@ from tasks.artifacts import run_artifact_key
 from tasks.results import Analysis, Cleaning, RunContext, Split
 from tasks.runguard import file_rows_estimate, mark_stage, parquet_rows
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_datasets, log_metrics_now, split_datasets
-from textcls_core.dataset.analyze import analyze_dataset, format_report, save_analysis_html
+from textcls_core.dataset.analyze import format_report, profile_parquet, save_analysis_html
 from textcls_core.dataset.cache import Entry, StageCache, code_version, file_sha256, fingerprint, segment_with_cache
-from textcls_core.dataset.clean import check_quality, clean_dataset
-from textcls_core.dataset.read import read_dataset, sample_rows
+from textcls_core.dataset.clean import check_quality, clean_parquet
+from textcls_core.dataset.ingest import ingest
 from textcls_core.dataset.split import SPLITS, hash_frame, remove_cross_split_duplicates, split_by_hash, split_dataset
 from textcls_core.runtime.config import CleanConfig, DataConfig, SplitConfig
 
 REPORT_FILES = ("json", "md", "html")
 # what each stage's output depends on besides its input and config: a change here re-computes it
-_ANALYZE_CODE = ("textcls_core.dataset.read", "textcls_core.dataset.analyze", "textcls_core.text.tokenize", "textcls_core.evaluation.html", "textcls_core.dataset.split",
+_ANALYZE_CODE = ("textcls_core.dataset.read", "textcls_core.dataset.ingest", "textcls_core.dataset.columnar", "textcls_core.dataset.analyze", "textcls_core.text.tokenize", "textcls_core.evaluation.html", "textcls_core.dataset.split",
                  "tasks.data")  # split: hash_frame makes the cached raw_sha256
 
 
@@ -54,11 +54,11 @@ def _record_cache(tracking: RunContext, stage: str, cache: StageCache, entry: En
     return record_cache_state(tracking, stage, state, str(entry.path) if entry is not None and not entry.scratch else "")
 
 
-def _write_report(stats: dict[str, Any], df: pd.DataFrame, out_dir: Path, stem: str, title: str) -> None:
+def _write_report(stats: dict[str, Any], lengths: pd.DataFrame, out_dir: Path, stem: str, title: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{stem}.json").write_text(json.dumps(stats, ensure_ascii=False, indent=2), encoding="utf-8")
     (out_dir / f"{stem}.md").write_text(format_report(stats, title), encoding="utf-8")
-    save_analysis_html(stats, df, out_dir / f"{stem}.html", title)
+    save_analysis_html(stats, lengths, out_dir / f"{stem}.html", title)
 
 
 def _place_report(entry: Entry, run_dir: Path, stem: str, title: str) -> list[Path]:
@@ -88,14 +88,10 @@ def analyze_task(data_cfg: DataConfig, extra_columns: list[str], seed: int, trac
     title = "Dataset analysis (before cleaning)"
 
     def build(folder: Path) -> dict[str, Any]:
-        df = read_dataset(data_cfg.path, data_cfg.text_column, data_cfg.label_column, data_cfg.encoding, extra_columns,
-                          data_cfg.chunk_rows)
-        rows_read = len(df)
-        df = sample_rows(df, data_cfg.max_rows, seed)
-        df.to_parquet(folder / "raw.parquet", index=False)
-        stats = analyze_dataset(df, seed=seed, max_len=max_len) | {"rows_read": rows_read, "rows_sampled": len(df)}
-        _write_report(stats, df, folder, "analysis", title)
-        return {"stats": stats, "raw_sha256": hash_frame(df)}
+        # a chunk at a time: the file is never held whole (benchmarks/large_file.py)
+        stats, raw_hash, lengths = ingest(data_cfg, extra_columns, seed, max_len, folder / "raw.parquet")
+        _write_report(stats, lengths, folder, "analysis", title)
+        return {"stats": stats, "raw_sha256": raw_hash}
 
     key = fingerprint("analyze", _source_id(data_cfg.path, cache), data_cfg.model_dump(exclude={"path", "chunk_rows"}),
                       list(extra_columns), seed, max_len, code_version(*_ANALYZE_CODE)) if cache.root else ""
@@ -122,18 +118,13 @@ def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: RunContext, max_
     cache = stage_cache(tracking)
 
     def build(folder: Path) -> dict[str, Any]:
-        df = pd.read_parquet(raw_path)
-        kept, dropped, rules = clean_dataset(df, clean_cfg, max_len)
-        kept.to_parquet(folder / "clean.parquet", index=False)
-        dropped.to_csv(folder / "dropped.csv", index=False, encoding="utf-8")
-        reasons = {str(k): int(v) for k, v in dropped["reason"].value_counts().sort_index().items()}
-        counts = {"rows_in": len(df), "rows_kept": len(kept), "rows_dropped": len(dropped), "dropped_by_reason": reasons}
+        counts, rules = clean_parquet(raw_path, clean_cfg, max_len, folder)  # a batch at a time, in two passes
         (folder / "cleaning.json").write_text(json.dumps(counts | {"rules": rules}, ensure_ascii=False, indent=2), encoding="utf-8")
         return counts | {"rules": rules}
 
     # the gates (max_drop_share, min_class_examples) do not change the output: they are checked on every run
     key = fingerprint("clean", file_sha256(raw_path), clean_cfg.model_dump(exclude={"max_drop_share", "min_class_examples"}), max_len,
-                      code_version("textcls_core.dataset.clean", "tasks.data")) if cache.root else ""
+                      code_version("textcls_core.dataset.clean", "textcls_core.dataset.columnar", "tasks.data")) if cache.root else ""
     entry = cache.run("clean", key, build, scratch=run_dir / "data")
     kept_path = entry.copy_to("clean.parquet", run_dir / "data" / "clean.parquet")
     dropped_path = entry.copy_to("dropped.csv", run_dir / "data" / "dropped.csv")
@@ -155,9 +146,8 @@ def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: RunContext, max_
     title = "Dataset analysis (after cleaning)"
 
     def build_after(folder: Path) -> dict[str, Any]:
-        kept = pd.read_parquet(kept_path)
-        after = analyze_dataset(kept, max_len=max_len)  # the same report on what training will see
-        _write_report(after, kept, folder, "analysis_after_cleaning", title)
+        after, lengths = profile_parquet(kept_path, max_len=max_len)  # the same report on what training will see
+        _write_report(after, lengths, folder, "analysis_after_cleaning", title)
         return {"stats": after}
 
     after_entry = cache.run("analysis_after_cleaning", fingerprint(key, code_version(*_ANALYZE_CODE)) if key else "",

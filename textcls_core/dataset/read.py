@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from textcls_core.dataset.columnar import parquet_batches, release_memory
 from textcls_core.runtime.config import BUILTIN_SNOWNLP
 from textcls_core.runtime.errors import DataError
 
@@ -93,27 +94,30 @@ def _undecodable_byte(p: Path, encoding: str) -> tuple[int, str]:
             offset, carry = offset + len(data), b""
 
 
-def _read_frames(p: Path, encoding: str, nrows: int | None, columns: Sequence[str] | None, chunk_rows: int | None,
-                 convert: Callable[[pd.DataFrame], pd.DataFrame]) -> list[pd.DataFrame]:
-    """The file as a list of converted frames; CSV/TSV/JSONL/Parquet are read `chunk_rows` rows at a time so
-    only one chunk exists in pandas' parsing form while earlier ones are already converted."""
+def _iter_frames(p: Path, encoding: str, nrows: int | None, columns: Sequence[str] | None, chunk_rows: int | None,
+                 convert: Callable[[pd.DataFrame], pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """The file as converted frames; CSV/TSV/JSONL/Parquet are read `chunk_rows` rows at a time so only one chunk
+    exists in pandas' parsing form (and, for a consumer that writes each chunk out, only one chunk at all)."""
     suffix = p.suffix.lower()
     if suffix in TEXT_FORMATS:
-        return _read_text_frames(p, TEXT_FORMATS[suffix], encoding, nrows, columns, chunk_rows, convert)
+        yield from _iter_text_frames(p, TEXT_FORMATS[suffix], encoding, nrows, columns, chunk_rows, convert)
+        return
     if suffix in (".jsonl", ".json"):
         enc = "utf-8" if encoding == "auto" else encoding
         if suffix == ".json" or nrows is not None or chunk_rows is None:
             df = pd.read_json(p, lines=suffix == ".jsonl", dtype=False, encoding=enc, nrows=nrows if suffix == ".jsonl" else None)
             _require_columns(p, list(df.columns), columns)
-            return [convert(df.astype(object).where(df.notna(), "")[list(columns) if columns else df.columns])]
-        frames, seen = [], {}
+            yield convert(df.astype(object).where(df.notna(), "")[list(columns) if columns else df.columns])
+            return
+        seen: dict[str, None] = {}
         with pd.read_json(p, lines=True, dtype=False, encoding=enc, chunksize=chunk_rows) as reader:
             for chunk in reader:
                 seen |= dict.fromkeys(chunk.columns)
+                # a column may first appear in a later line: decided at the end, so chunks without it get ""
                 chunk = chunk.reindex(columns=list(columns)) if columns else chunk
-                frames.append(convert(chunk.astype(object).where(chunk.notna(), "")))
+                yield convert(chunk.astype(object).where(chunk.notna(), ""))
         _require_columns(p, list(seen), columns)  # JSON lines may differ in keys: a column must appear in some line
-        return frames
+        return
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -122,20 +126,50 @@ def _read_frames(p: Path, encoding: str, nrows: int | None, columns: Sequence[st
         cols = list(columns) if columns else None
         if nrows is not None or chunk_rows is None:
             df = pf.read(columns=cols).to_pandas()
-            return [convert((df if nrows is None else df.head(nrows)).astype(object))]
-        frames = [convert(b.to_pandas().astype(object)) for b in pf.iter_batches(batch_size=chunk_rows, columns=cols)]
-        return frames or [convert(pf.schema_arrow.empty_table().to_pandas().astype(object))]
+            yield convert((df if nrows is None else df.head(nrows)).astype(object))
+            return
+        empty = True
+        for b in parquet_batches(pf, chunk_rows, cols):
+            empty = False
+            yield convert(b.to_pandas().astype(object))
+        if empty:
+            yield convert(pf.schema_arrow.empty_table().to_pandas().astype(object))
+        return
     if suffix in (".xlsx", ".xls"):
         df = pd.read_excel(p, dtype=str, keep_default_na=False, nrows=nrows)
         _require_columns(p, list(df.columns), columns)
-        return [convert(df)]
+        yield convert(df)
+        return
     raise DataError(f"Data file '{p}' has an unsupported extension '{suffix}'. Supported: {', '.join(FORMATS)}.")
 
 
-def _read_text_frames(p: Path, sep: str, encoding: str, nrows: int | None, columns: Sequence[str] | None,
-                      chunk_rows: int | None, convert: Callable[[pd.DataFrame], pd.DataFrame]) -> list[pd.DataFrame]:
-    """CSV/TSV with every cell as a string; `auto` tries UTF-8 (BOM or not), then GB18030 (from the start again)."""
+def _decodes(p: Path, encoding: str) -> bool:
+    """Whether the whole file decodes in `encoding` (read in 1 MiB blocks, nothing kept)."""
+    import codecs
+
+    try:
+        dec = codecs.getincrementaldecoder(encoding)("strict")
+    except LookupError:
+        raise DataError(f"data.encoding '{encoding}' is not an encoding Python knows. Use auto, utf-8, gb18030 or gbk.") from None
+    try:
+        with open(p, "rb") as f:
+            while block := f.read(1 << 20):
+                dec.decode(block)
+            dec.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _iter_text_frames(p: Path, sep: str, encoding: str, nrows: int | None, columns: Sequence[str] | None,
+                      chunk_rows: int | None, convert: Callable[[pd.DataFrame], pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """CSV/TSV with every cell as a string; `auto` tries UTF-8 (BOM or not), then GB18030 (from the start again).
+
+    Read in chunks, a chunk already handed on cannot be taken back when a later byte fails to decode, so `auto`
+    first scans the whole file (1 MiB at a time) for the first encoding that decodes all of it."""
     tried = ["utf-8-sig", "gb18030"] if encoding == "auto" else [encoding]
+    if chunk_rows is not None and nrows is None and len(tried) > 1:
+        tried = [next((enc for enc in tried if _decodes(p, enc)), tried[0])]
     for enc in tried:
         kw: dict[str, Any] = {"sep": sep, "dtype": str, "keep_default_na": False, "encoding": enc}
         try:
@@ -144,26 +178,35 @@ def _read_text_frames(p: Path, sep: str, encoding: str, nrows: int | None, colum
             if columns:
                 kw["usecols"] = list(dict.fromkeys(columns))  # other columns are never materialised
             if nrows is not None or chunk_rows is None:
-                return [convert(pd.read_csv(p, nrows=nrows, **kw))]
-            with pd.read_csv(p, chunksize=chunk_rows, **kw) as reader:
-                return [convert(chunk) for chunk in reader] or [convert(header[list(columns) if columns else header.columns])]
+                frame = convert(pd.read_csv(p, nrows=nrows, **kw))
+            else:
+                empty = True
+                with pd.read_csv(p, chunksize=chunk_rows, **kw) as reader:
+                    for chunk in reader:
+                        empty = False
+                        yield convert(chunk)
+                if empty:
+                    yield convert(header[list(columns) if columns else header.columns])
+                return
         except UnicodeDecodeError:
             continue
         except LookupError:
             raise DataError(f"data.encoding '{encoding}' is not an encoding Python knows. Use auto, utf-8, gb18030 or gbk.") from None
-    offset, reason = _undecodable_byte(p, tried[0])
+        yield frame
+        return
+    offset, reason = _undecodable_byte(p, tried[0] if encoding != "auto" else "utf-8-sig")
     raise DataError(
-        f"Data file '{p}' cannot be decoded (byte offset {offset}: {reason}; tried {', '.join(tried)}). "
+        f"Data file '{p}' cannot be decoded (byte offset {offset}: {reason}; tried "
+        f"{', '.join(['utf-8-sig', 'gb18030'] if encoding == 'auto' else tried)}). "
         "Re-export it as UTF-8, or set data.encoding to its encoding."
     ) from None
 
 
-def _read_checked(p: Path, encoding: str, nrows: int | None, columns: Sequence[str] | None, chunk_rows: int | None,
-                  convert: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
-    """_read_frames concatenated, with a library's parse errors turned into messages that name the file."""
+def _checked(p: Path, frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """The frames, with a library's parse errors turned into messages that name the file."""
     suffix = p.suffix.lower()
     try:
-        frames = _read_frames(p, encoding, nrows, columns, chunk_rows, convert)
+        yield from frames
     except DataError:
         raise
     except pd.errors.EmptyDataError:
@@ -172,6 +215,12 @@ def _read_checked(p: Path, encoding: str, nrows: int | None, columns: Sequence[s
         raise DataError(f"Data file '{p}' cannot be decoded as UTF-8 (byte offset {exc.start}: {exc.reason}).") from None
     except (ValueError, pd.errors.ParserError, OSError) as exc:
         raise DataError(f"Data file '{p}' could not be read as {suffix[1:].upper()}: {str(exc).splitlines()[0][:300]}") from None
+
+
+def _read_checked(p: Path, encoding: str, nrows: int | None, columns: Sequence[str] | None, chunk_rows: int | None,
+                  convert: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
+    """Every frame of the file concatenated (errors as in _checked)."""
+    frames = list(_checked(p, _iter_frames(p, encoding, nrows, columns, chunk_rows, convert)))
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
@@ -219,13 +268,45 @@ def read_dataset(path: str, text_column: str = "text", label_column: str = "labe
 
     Columns: row_id, text, label, and meta_<name> for each metadata column; other file columns are never
     kept. CSV/TSV/JSONL/Parquet are read `chunk_rows` rows at a time and each chunk is reduced to those
-    columns as compact strings before the next is parsed, so peak memory stays near the size of the kept
-    text rather than a multiple of the file (see benchmarks/large_file.py).
+    columns as compact strings before the next is parsed. A large file is better read with iter_dataset,
+    which never holds more than one chunk (see benchmarks/large_file.py).
     """
+    chunks = list(iter_dataset(path, text_column, label_column, encoding, metadata, chunk_rows))
+    return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+
+
+def iter_dataset(path: str, text_column: str = "text", label_column: str = "label", encoding: str = "auto",
+                 metadata: Sequence[str] = (), chunk_rows: int = 200000) -> Iterator[pd.DataFrame]:
+    """read_dataset one chunk at a time: canonical frames whose row_id runs on across chunks.
+
+    The same checks and messages as read_dataset; a file whose every label is empty is only known to be one
+    after its last chunk, so that DataError comes at the end of the iteration."""
     if path == BUILTIN_SNOWNLP or path.startswith("builtin:"):
         check_dataset_source(path, metadata=metadata)  # raises for an unknown builtin or metadata on the builtin
-        return read_builtin_snownlp()
-    return _file_checks(path, text_column, label_column, encoding, nrows=None, metadata=metadata, chunk_rows=chunk_rows)
+        yield read_builtin_snownlp()
+        return
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"Data file '{p}' does not exist. Set data.path to an existing file or '{BUILTIN_SNOWNLP}'.")
+    if p.stat().st_size == 0:
+        raise DataError(f"Data file '{p}' is empty. It needs a header row and at least one labelled row.")
+    columns = list(dict.fromkeys([text_column, label_column, *metadata]))
+    start, any_label = 0, False
+    frames = _iter_frames(p, encoding, None, columns, chunk_rows, lambda c: _canonical_chunk(c, text_column, label_column, metadata))
+    for chunk in _checked(p, frames):
+        if not len(chunk):
+            continue
+        chunk = chunk.reset_index(drop=True)
+        chunk.insert(0, "row_id", np.arange(start, start + len(chunk), dtype="int64"))
+        start += len(chunk)
+        any_label = any_label or bool((chunk["label"] != "").any())
+        yield chunk
+        del chunk
+        release_memory()  # what parsing and converting this chunk freed, before the next is parsed
+    if start == 0:
+        raise DataError(f"Data file '{p}' has a header but no rows. Add labelled rows.")
+    if not any_label:
+        raise DataError(f"Every row of '{p}' has an empty label in column '{label_column}'. Check data.label_column.")
 
 
 def sample_rows(df: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:

@@ -132,12 +132,26 @@ def _assign_units(units: pd.DataFrame, val_fraction: float, test_fraction: float
     return assignment
 
 
+class FrameHasher:
+    """hash_frame over a frame that arrives in chunks: the same digest as hash_frame of their concatenation."""
+
+    def __init__(self, columns: tuple[str, ...] = ("text", "label")) -> None:
+        self.columns = list(columns)
+        self._h = hashlib.sha256()
+
+    def update(self, df: pd.DataFrame) -> None:
+        for row in df[self.columns].itertuples(index=False):
+            self._h.update("\t".join(str(v) for v in row).encode("utf-8"))
+            self._h.update(b"\n")
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
 def hash_frame(df: pd.DataFrame, columns: tuple[str, ...] = ("text", "label")) -> str:
     """sha256 of the listed columns, row by row: identical content gives an identical hash."""
-    h = hashlib.sha256()
-    for row in df[list(columns)].itertuples(index=False):
-        h.update("\t".join(str(v) for v in row).encode("utf-8"))
-        h.update(b"\n")
+    h = FrameHasher(columns)
+    h.update(df)
     return h.hexdigest()
 
 

@@ -122,7 +122,7 @@ def test_analysis_per_class_lengths_and_recommended_max_len(tiny_df):
 
 
 def test_script_share_and_distinctive_tokens(tmp_path):
-    from textcls_core.dataset.analyze import distinctive_tokens, save_analysis_html, script_share
+    from textcls_core.dataset.analyze import distinctive_tokens, lengths_of, save_analysis_html, script_share
 
     share = script_share(["这本书很好", "這本書很好", "这本書", "hello", "很好"])
     assert share == {"simplified": 0.2, "traditional": 0.2, "mixed": 0.2, "neutral": 0.4}
@@ -130,7 +130,7 @@ def test_script_share_and_distinctive_tokens(tmp_path):
     words = distinctive_tokens(toks, ["pos"] * 6 + ["neg"] * 6, top_k=2)
     assert set(words["pos"]) == {"很", "好"} and set(words["neg"]) == {"太", "差"}
     df = pd.DataFrame({"row_id": range(12), "text": ["质量很好"] * 6 + ["质量太差"] * 6, "label": ["pos"] * 6 + ["neg"] * 6})
-    html = save_analysis_html(analyze_dataset(df), df, tmp_path / "a.html", "t").read_text(encoding="utf-8")
+    html = save_analysis_html(analyze_dataset(df), lengths_of(df), tmp_path / "a.html", "t").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == 2 and "Distinctive words" in html
 
 
