@@ -57,27 +57,138 @@ class TfidfSettings:
         return [b for b in ("char", "word") if b in self.features.split("+")]
 
 
+_CP_BITS = 21  # every Unicode code point is below 2**21, so up to 3 characters pack into one int64 key
+
+
+def _weighted_csr(rows: np.ndarray, cols: np.ndarray, n: int, width: int, idf: np.ndarray) -> sp.csr_matrix:
+    """(row, column) of every n-gram occurrence (column -1: not in the vocabulary) -> counts -> (1 + log count) *
+    idf -> l2-normalised rows, as sklearn's TfidfVectorizer(sublinear_tf=True) computes them; numpy builds the CSR
+    arrays directly (scipy's COO conversion, duplicate summing and diagonal product took 3x as long)."""
+    known = cols >= 0
+    keys, counts = np.unique(rows[known] * width + cols[known], return_counts=True)  # sorted: by row, then column
+    rows, cols = np.divmod(keys, width)
+    data = (1.0 + np.log(counts)) * idf[cols]
+    norms = np.sqrt(np.bincount(rows, weights=data * data, minlength=n))
+    norms[norms == 0] = 1.0
+    data *= (1.0 / norms)[rows]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    return sp.csr_matrix((data, cols, indptr), shape=(n, width))
+
+
+def char_units(texts: list[str]) -> np.ndarray:
+    """The code points of the texts, end to end (a lone surrogate is its own code point, as ord() gives it)."""
+    return np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
+
+
+class _GramIndex:
+    """A block's vocabulary as integer keys, one hash table per n-gram order, so prediction looks up n-grams
+    without making a Python string for each: a character n-gram's key packs its code points, a word n-gram's
+    its word ids. Looking a string up in the block's dict cost ~500 ns per n-gram (a large dict: cache misses),
+    about as much as jieba itself on the same texts (benchmarks/predict_vs_jieba.py)."""
+
+    def __init__(self, vocab: dict[str, int], kind: str) -> None:
+        self.kind = kind
+        self.word_ids: dict[str, int] = {}
+        if kind == "word":
+            self.word_ids = {w: i for i, w in enumerate(sorted({w for g in vocab for w in g.split(" ")}))}
+        self.base = max(len(self.word_ids), 1)
+        grams, cols = list(vocab), np.fromiter(vocab.values(), np.int64, len(vocab))
+        if kind == "word":
+            split = [g.split(" ") for g in grams]
+            lens = np.fromiter(map(len, split), np.int64, len(split))
+            flat = list(chain.from_iterable(split))
+            units = np.fromiter(map(self.word_ids.__getitem__, flat), np.int64, len(flat))
+        else:
+            lens = np.fromiter(map(len, grams), np.int64, len(grams))
+            units = char_units(grams)
+        starts = np.cumsum(lens) - lens
+        self.tables: dict[int, tuple[pd.Index, np.ndarray]] = {}
+        for n in np.unique(lens).tolist():
+            pick = np.flatnonzero(lens == n)
+            key = units[starts[pick]].copy()
+            for k in range(1, n):
+                key = self._combine(key, units[starts[pick] + k])
+            self.tables[n] = (pd.Index(key), cols[pick])
+
+    def _combine(self, key: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        return (key << _CP_BITS) | nxt if self.kind == "char" else key * self.base + nxt
+
+    @staticmethod
+    def fits(kind: str, n_max: int, vocab_words: int) -> bool:
+        """Whether n_max-gram keys fit in an int64."""
+        return n_max * _CP_BITS <= 63 if kind == "char" else max(vocab_words, 1) ** n_max < 2**63
+
+    def _lookup(self, n: int, keys: np.ndarray) -> np.ndarray:
+        if n not in self.tables:
+            return np.full(len(keys), -1, dtype=np.int64)
+        index, cols = self.tables[n]
+        pos = index.get_indexer(keys)
+        return np.where(pos >= 0, cols[pos], -1)
+
+    def rows_cols(self, units: np.ndarray, lens: np.ndarray, n_max: int) -> tuple[np.ndarray, np.ndarray]:
+        """(row, column) of every 1..n_max-gram of every text; units: the texts' code points (char) or word ids
+        (word, -1 for a word no vocabulary n-gram holds) end to end, lens: units per text."""
+        total = len(units)
+        row_of = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
+        end_of = np.repeat(np.cumsum(lens), lens)
+        starts = np.arange(total, dtype=np.int64)
+        rows, cols = [], []
+        for n in range(1, n_max + 1):
+            idx = starts[starts + n <= end_of]
+            key = units[idx].copy()
+            ok = key >= 0
+            for k in range(1, n):
+                nxt = units[idx + k]
+                ok &= nxt >= 0
+                key = self._combine(key, nxt)
+            col = self._lookup(n, key)
+            col[~ok] = -1
+            rows.append(row_of[idx])
+            cols.append(col)
+        return np.concatenate(rows), np.concatenate(cols)
+
+
 @dataclass
 class _Block:
     """One TF-IDF block: vocabulary and idf, applied like sklearn's TfidfVectorizer (sublinear tf, l2 norm)."""
 
     vocab: dict[str, int]
     idf: np.ndarray
+    _index: dict[str, _GramIndex] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def transform(self, grams: list[list[str]]) -> sp.csr_matrix:
-        """Counts -> (1 + log count) * idf -> l2-normalised rows; the per-gram work is one dict lookup, the rest is
-        numpy (a pure-Python count loop took 2x jieba's time on the same texts)."""
-        flat = list(chain.from_iterable(grams))
-        cols = np.array(list(map(self.vocab.get, flat, repeat(-1, len(flat)))), dtype=np.int64)
-        rows = np.repeat(np.arange(len(grams), dtype=np.int64), [len(items) for items in grams])
-        known = cols >= 0
-        m = sp.csr_matrix((np.ones(int(known.sum())), (rows[known], cols[known])), shape=(len(grams), len(self.vocab)),
-                          dtype=np.float64)  # duplicates are summed: the counts
-        m.sum_duplicates()
-        m.data = (1.0 + np.log(m.data)) * self.idf[m.indices]
-        norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-        norms[norms == 0] = 1.0
-        return sp.csr_matrix(sp.diags(1.0 / norms) @ m)
+        """The TF-IDF rows of texts given as n-gram strings (one dict lookup per n-gram)."""
+        n = len(grams)
+        lens = np.fromiter(map(len, grams), np.int64, n)
+        total = int(lens.sum())
+        cols = np.fromiter(map(self.vocab.get, chain.from_iterable(grams), repeat(-1, total)), np.int64, total)
+        return _weighted_csr(np.repeat(np.arange(n, dtype=np.int64), lens), cols, n, len(self.vocab), self.idf)
+
+    def gram_index(self, kind: str) -> _GramIndex:
+        if kind not in self._index:
+            self._index[kind] = _GramIndex(self.vocab, kind)
+        return self._index[kind]
+
+    def transform_chars(self, texts: list[str], n_max: int) -> sp.csr_matrix:
+        """transform([char_ngrams(t, n_max) for t in texts]), without making the n-gram strings."""
+        if not _GramIndex.fits("char", n_max, 0):
+            return self.transform([char_ngrams(t, n_max) for t in texts])
+        lens = np.fromiter(map(len, texts), np.int64, len(texts))
+        units = char_units(texts)
+        rows, cols = self.gram_index("char").rows_cols(units, lens, n_max)
+        return _weighted_csr(rows, cols, len(texts), len(self.vocab), self.idf)
+
+    def transform_words(self, words: list[list[str]], n_max: int) -> sp.csr_matrix:
+        """transform([word_ngrams(w, n_max) for w in words]), looking each word up once."""
+        index = self.gram_index("word")
+        flat = list(chain.from_iterable(words))
+        if not _GramIndex.fits("word", n_max, len(index.word_ids)) or any(" " in w for w in flat):
+            return self.transform([word_ngrams(w, n_max) for w in words])  # a space would make "a b" ambiguous
+        lens = np.fromiter(map(len, words), np.int64, len(words))
+        units = np.fromiter(map(index.word_ids.get, flat, repeat(-1, len(flat))), np.int64, len(flat))
+        rows, cols = index.rows_cols(units, lens, n_max)
+        return _weighted_csr(rows, cols, len(words), len(self.vocab), self.idf)
 
 
 @dataclass
@@ -110,8 +221,15 @@ class TfidfClassifier:
         return out
 
     def features(self, prepared: list[str], words: list[list[str]] | None = None) -> sp.csr_matrix:
-        grams = self.grams(prepared, words)
-        return sp.hstack([self.blocks[b].transform(grams[b]) for b in self.settings.blocks()], format="csr")
+        """The TF-IDF rows of prepared texts (the same as each block's transform of `grams`)."""
+        parts = []
+        for b in self.settings.blocks():
+            if b == "char":
+                parts.append(self.blocks[b].transform_chars(prepared, self.settings.char_ngrams))
+            else:
+                words = segment_texts(prepared) if words is None else words
+                parts.append(self.blocks[b].transform_words(words, self.settings.word_ngrams))
+        return sp.hstack(parts, format="csr")
 
     def predict_proba(self, texts: Sequence[object], batch_size: int = 256) -> np.ndarray:
         """[N, C] probabilities in label order; batch_size is accepted for interface parity (the model is linear)."""
@@ -164,6 +282,8 @@ class TfidfClassifier:
         with np.load(d / "arrays.npz", allow_pickle=False) as arrays:
             blocks = {name: _Block({g: i for i, g in enumerate(items)}, arrays[f"idf_{name}"]) for name, items in vocabs.items()}
             coef, intercept = arrays["coef"], arrays["intercept"]
+        for name, block in blocks.items():
+            block.gram_index(name)  # built at load, so a served model does no per-request setup
         return cls(list(meta["labels"]), CleanConfig(**meta["clean"]), TfidfSettings(**meta["settings"]), blocks, coef,
                    intercept, np.asarray(meta["classes"], dtype=int), meta.get("search", []))
 

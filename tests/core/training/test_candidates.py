@@ -48,6 +48,28 @@ def test_block_transform_equals_sklearn():
     np.testing.assert_allclose(block.transform(docs).toarray(), vec.transform(docs).toarray(), atol=1e-12)
 
 
+def test_keyed_char_and_word_features_equal_sklearn_on_awkward_texts():
+    """Prediction's integer-keyed n-gram lookup gives TfidfVectorizer's rows: astral characters (emoji), a lone
+    surrogate, texts shorter than an n-gram, empty texts, unseen words, and a token holding a space (the string path)."""
+    fit_texts = POS + NEG + ["好😀好", "\udcff坏", "a"]
+    new_texts = fit_texts + ["", "😀", "好😀", "没见过的字", "很"]
+    char = TfidfVectorizer(analyzer=lambda g: g, sublinear_tf=True, min_df=1).fit([char_ngrams(t, 3) for t in fit_texts])
+    block = _Block({str(k): int(v) for k, v in char.vocabulary_.items()}, char.idf_)
+    expected = char.transform([char_ngrams(t, 3) for t in new_texts]).toarray()
+    np.testing.assert_allclose(block.transform_chars(new_texts, 3).toarray(), expected, atol=1e-12)
+    assert np.count_nonzero(expected[-3]) == 3  # 好, 😀, 好😀: an astral character keys like any other
+    fit_words = [["质量", "很", "好"], ["质量", "太", "差"], ["很", "好", "用"], ["好"]]
+    new_words = fit_words + [[], ["没见过"], ["质量", "没见过", "好"], ["很", "好"]]
+    word = TfidfVectorizer(analyzer=lambda g: g, sublinear_tf=True, min_df=1).fit([word_ngrams(w, 2) for w in fit_words])
+    wblock = _Block({str(k): int(v) for k, v in word.vocabulary_.items()}, word.idf_)
+    expected = word.transform([word_ngrams(w, 2) for w in new_words]).toarray()
+    np.testing.assert_allclose(wblock.transform_words(new_words, 2).toarray(), expected, atol=1e-12)
+    assert np.count_nonzero(expected[-2]) == 2  # 质量 and 好 count; every n-gram with the unseen word is dropped
+    spaced = [["质量 很"], ["质量", "很"]]  # "质量 很" as one token must not be read as the 2-gram
+    np.testing.assert_allclose(wblock.transform_words(spaced, 2).toarray(),
+                               word.transform([word_ngrams(w, 2) for w in spaced]).toarray(), atol=1e-12)
+
+
 def test_tfidf_picks_settings_on_validation_and_round_trips(tfidf, tmp_path):
     tr, ytr, va, yva = _data()
     tried = tfidf.search
