@@ -61,10 +61,16 @@ def _canonical(df: pd.DataFrame, text_col: str, label_col: str, metadata: Sequen
 def _require_columns(p: Path, found: Sequence[object], wanted: Sequence[str] | None) -> None:
     missing = [c for c in (wanted or ()) if c not in found]
     if missing:
+        # a binary or wrongly delimited file has one huge "column": show the first few names, each cut short
+        shown = ", ".join(repr(_short(str(c))) for c in list(found)[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
         raise DataError(
             f"Data file '{p}' has no column {', '.join(repr(c) for c in missing)}; columns found: "
-            f"{', '.join(repr(str(c)) for c in found)}. Set data.text_column / data.label_column / data.metadata_columns."
+            f"{shown}. Set data.text_column / data.label_column / data.metadata_columns."
         )
+
+
+def _short(name: str, limit: int = 40) -> str:
+    return name if len(name) <= limit else f"{name[:limit]}... ({len(name)} characters)"
 
 
 def _undecodable_byte(p: Path, encoding: str) -> tuple[int, str]:

@@ -36,6 +36,9 @@ def test_tsv_and_bom_and_integer_labels(tmp_path):
     (b"text,label\n\xff\xfe\xfa,1\n", r"cannot be decoded \(byte offset 11: .*tried utf-8-sig, gb18030\)"),
     (b"\n\n", "no header row"),
     (b"text,label\n,\n,\n", "Every row .* has an empty label in column 'label'"),
+    # one huge "column" (a file that is not CSV): the name is cut, so the message stays one readable line
+    (("好" * 5000 + "\n1\n").encode("utf-8"), r"columns found: '好{40}\.\.\. \(5000 characters\)'\. Set data"),
+    (",".join(f"c{i}" for i in range(30)).encode() + b"\n" + b"x," * 29 + b"x\n", r"'c8', 'c9' and 20 more\. Set"),
 ])
 def test_bad_files_give_clear_errors(tmp_path, content, match):
     p = tmp_path / "d.csv"
