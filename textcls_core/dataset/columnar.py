@@ -95,7 +95,7 @@ _TRIM = _malloc_trim()
 
 def parquet_batches(pf: Any, batch_rows: int, columns: list[str] | None = None) -> Iterator[Any]:
     """pyarrow record batches of a ParquetFile, one reader per row group: one reader over the whole file keeps
-    about 15% of every row group it has read until it is done (measured with pyarrow 25), this keeps nothing."""
+    part of every row group it has read until it is done (seen with pyarrow 25), this keeps nothing."""
     for i in range(pf.num_row_groups):
         yield from pf.iter_batches(batch_size=batch_rows, row_groups=[i], columns=columns)
         release_memory()
