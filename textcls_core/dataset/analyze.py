@@ -113,11 +113,13 @@ class Profiler:
         text_group = np.cumsum(text_new) - 1
         labels_per_text = np.bincount(text_group, weights=label_new) if len(o) else np.zeros(0)
         conflicted_first = o[text_new][labels_per_text > 1] if len(o) else o  # one row per conflicting text
-        conflicting = sorted(str(t) for t in fetch(np.sort(conflicted_first))["text"]) if len(conflicted_first) else []
         # the token sample: the same rows as nonempty.sample(n, random_state=seed) on the whole frame
         k = min(token_sample, len(ne))
         picked = pd.Series(np.arange(len(ne))).sample(n=k, random_state=seed).to_numpy() if k else np.zeros(0, np.int64)
-        sample = fetch(ne[picked]) if k else pd.DataFrame({"text": [], "label": []})
+        wanted = np.concatenate([np.sort(conflicted_first), ne[picked]]).astype(np.int64)
+        rows = fetch(wanted) if len(wanted) else pd.DataFrame({"text": [], "label": []})  # one pass over a file
+        conflicting = sorted(str(t) for t in rows["text"].iloc[: len(conflicted_first)])
+        sample = rows.iloc[len(conflicted_first) :].reset_index(drop=True)
         sample_tokens = segment_texts(str(t)[: self.char_limit] for t in sample["text"].tolist())
         tok_lens = np.array([len(t) for t in sample_tokens])
         sample_labels = sample["label"].astype(str).to_numpy()

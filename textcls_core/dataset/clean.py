@@ -276,12 +276,14 @@ class Cleaner:
         conflicted = labels_per_text[text_id] > 1
         policy = self.cfg.conflict_policy
         if conflicted.any() and policy == "fail":
-            first = o[text_new][labels_per_text > 1]
-            texts = fetch(np.sort(first))["text"].astype(str).tolist()
-            label_names = np.array(self.labels.names(), dtype=object)
-            labels_of = {t: sorted({str(label_names[c]) for c in a["label"][o[conflicted & (a["h1"][o] == h)]]})
-                         for t, h in zip(texts, a["h1"][np.sort(first)])}
-            examples = "; ".join(f"{t[:40]!r} -> {labels_of[t]}" for t in sorted(labels_of)[:3])
+            ids = np.flatnonzero(labels_per_text > 1)  # the conflicting texts, by group
+            first = o[text_new][ids]
+            by_row = np.argsort(first)
+            texts = fetch(first[by_row])["text"].astype(str).tolist()
+            # labels only for the three texts shown: each text's pair groups hold its distinct labels
+            pair_label, names = a["label"][o][pair_new], np.array(self.labels.names(), dtype=object)
+            shown = sorted(zip(texts, ids[by_row].tolist()))[:3]
+            examples = "; ".join(f"{t[:40]!r} -> {sorted(str(n) for n in names[pair_label[pair_text == g]])}" for t, g in shown)
             raise DataError(
                 f"{len(first)} texts appear with more than one label (e.g. {examples}). "
                 "Fix the labels, or set clean.conflict_policy to 'drop' or 'majority'."

@@ -90,18 +90,17 @@ class _GramIndex:
     def __init__(self, vocab: dict[str, int], kind: str) -> None:
         self.kind = kind
         self.word_ids: dict[str, int] = {}
-        if kind == "word":
-            self.word_ids = {w: i for i, w in enumerate(sorted({w for g in vocab for w in g.split(" ")}))}
-        self.base = max(len(self.word_ids), 1)
         grams, cols = list(vocab), np.fromiter(vocab.values(), np.int64, len(vocab))
         if kind == "word":
             split = [g.split(" ") for g in grams]
-            lens = np.fromiter(map(len, split), np.int64, len(split))
             flat = list(chain.from_iterable(split))
+            self.word_ids = {w: i for i, w in enumerate(sorted(set(flat)))}
+            lens = np.fromiter(map(len, split), np.int64, len(split))
             units = np.fromiter(map(self.word_ids.__getitem__, flat), np.int64, len(flat))
         else:
             lens = np.fromiter(map(len, grams), np.int64, len(grams))
             units = char_units(grams)
+        self.base = max(len(self.word_ids), 1)
         starts = np.cumsum(lens) - lens
         self.tables: dict[int, tuple[pd.Index, np.ndarray]] = {}
         for n in np.unique(lens).tolist():
