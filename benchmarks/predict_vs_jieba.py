@@ -16,6 +16,10 @@ Models:
 - with `--http`: `mlflow models serve` of that URI on a loopback port, the texts sent as batch requests of 1,000;
   the ratio then includes JSON and HTTP.
 
+textcls's jieba block memo (textcls_core/text/tokenize.py) is off in this process and the server
+(TEXTCLS_SEGMENT_MEMO_CHARS=0): the rounds repeat the same texts, and the memo would answer the later rounds from
+memory, which is not segmentation speed.
+
 Run after `make run`:
   .venv/bin/python benchmarks/predict_vs_jieba.py --rounds 5 --model models:/textcls-sentiment@champion --http
 """
@@ -34,10 +38,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-import jieba
-import pandas as pd
+# cold segmentation on every path: the 5 rounds repeat the same texts, and textcls's block memo would otherwise
+# answer rounds 2-5 from memory (set before textcls is imported; `mlflow models serve` inherits it)
+os.environ["TEXTCLS_SEGMENT_MEMO_CHARS"] = "0"
 
-from textcls_core.modeling.classifiers import load_classifier
+import jieba  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from textcls_core.modeling.classifiers import load_classifier  # noqa: E402
 
 CHUNK = 1000  # serve.max_texts: the most texts one pyfunc call / HTTP request takes
 

@@ -16,12 +16,13 @@ from tasks.monitor import profile_task
 from tasks.package import package_task
 from tasks.preflight import preflight_task
 from tasks.runguard import guard_run
-from tasks.stress import stress_task
+from tasks.stress import start_stress_task, stop_background_stress, stress_task
 from tasks.summary import summary_task
 from tasks.tracking import finish_tracking, run_config, start_tracking, train_flow_run_name
 from tasks.train import train_task
 from textcls_core.runtime.config import Config
-from textcls_core.runtime.procs import available_cpus, limit_thread_pools, resolve_cpus
+from textcls_core.runtime.procs import available_cpus, limit_thread_pools, resolve_cpus, start_fork_server
+from textcls_core.text.tokenize import WARM_PRELOAD
 from textcls_core.training.candidates import plan_candidates
 
 
@@ -43,8 +44,12 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
         config = resolve_cpus(config)  # run.cpus -> jieba workers and torch threads
         cpus = available_cpus(config.run.cpus)
         limit_thread_pools(cpus)  # numpy / scipy / scikit-learn threads: the run's cores, not the machine's
-        analysis = analyze_task(config.data, config.extra_columns(), config.run.seed, tracking, max_len=config.tokenize.max_len)
-        cleaning = clean_task(analysis["raw_path"], config.clean, tracking, max_len=config.tokenize.max_len)
+        if cpus > 1:  # the run's workers (jieba pools, side process, stress) fork ready from it; it imports beside analysis
+            start_fork_server([WARM_PRELOAD])
+        analysis = analyze_task(config.data, config.extra_columns(), config.run.seed, tracking, max_len=config.tokenize.max_len,
+                                workers=config.tokenize.workers)
+        cleaning = clean_task(analysis["raw_path"], config.clean, tracking, max_len=config.tokenize.max_len,
+                              workers=config.tokenize.workers)
         split = split_task(cleaning["clean_path"], config.split, config.run.seed, tracking)
         trained, side = None, None  # no network when model.candidates holds only tfidf_lr (or model.name is tfidf_lr)
         plan = plan_candidates(config.model, config.evaluate.baseline)
@@ -64,11 +69,13 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
                                      side=side, label_error_folds=config.evaluate.label_error_folds,
                                      timeout_s=candidates_bound(config.run, split))
         model_dir = candidates["model_dir"]  # the best candidate on validation is what is evaluated, gated and shipped
+        stressing = start_stress_task(model_dir, split["paths"]["test"], config.stress, config.evaluate.batch_size,
+                                      config.run.seed, tracking, workers=cpus)  # its worker processes run beside evaluation
         evaluation = evaluate_task(model_dir, split["paths"], config.evaluate, config.registry.model_name,
                                    config.run.seed, tracking, source_path=config.data.path, candidates=candidates)
         profile_task(model_dir, split["paths"], config.monitor, config.run.seed, tracking)  # ships in the model folder
         stress = stress_task(model_dir, split["paths"]["test"], config.stress, config.evaluate.batch_size,
-                             config.run.seed, tracking, workers=cpus)  # before package: registry.max_flip_rate gates on its stress.json
+                             config.run.seed, tracking, workers=cpus, started=stressing)  # before package: registry.max_flip_rate gates on its stress.json
         tags = {"dataset_sha256": split["dataset_sha256"], "mlflow_run_id": tracking["run_id"],
                 "prefect_flow_run_id": tracking.get("prefect_flow_run_id", "")}
         package = package_task(model_dir, evaluation["metrics"], evaluation["per_class"], config, tracking, tags,
@@ -78,6 +85,7 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
         train_artifacts_task(tracking, cleaning, evaluation, package)  # tables, links and events on the flow run
     except BaseException:
         stop_side_work()
+        stop_background_stress()
         finish_tracking(tracking, "FAILED")
         raise
     finally:

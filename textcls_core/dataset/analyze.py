@@ -64,10 +64,12 @@ def _percentiles(values: np.ndarray) -> dict[str, float]:
 class Profiler:
     """analyze_dataset over a file a chunk at a time: per row it keeps a 128-bit text key, a label code, a
     length and an empty flag (about 25 bytes), never the texts, so a file's analysis needs a small fraction of
-    the file's size. `finish` asks for the few rows it reports (the token sample, conflicting examples)."""
+    the file's size. `finish` asks for the few rows it reports (the token sample, conflicting examples).
+    workers: processes for the token sample's jieba pass (segment_texts; the same tokens for any number)."""
 
-    def __init__(self, max_len: int = 256) -> None:
+    def __init__(self, max_len: int = 256, workers: int = 1) -> None:
         self.char_limit = text_limits(max_len)[1]
+        self.workers = workers
         self.labels = LabelCodes()
         self._parts: dict[str, list[np.ndarray]] = {k: [] for k in ("h1", "h2", "label", "nonempty", "chars")}
         self.rows = 0
@@ -120,7 +122,7 @@ class Profiler:
         rows = fetch(wanted) if len(wanted) else pd.DataFrame({"text": [], "label": []})  # one pass over a file
         conflicting = sorted(str(t) for t in rows["text"].iloc[: len(conflicted_first)])
         sample = rows.iloc[len(conflicted_first) :].reset_index(drop=True)
-        sample_tokens = segment_texts(str(t)[: self.char_limit] for t in sample["text"].tolist())
+        sample_tokens = segment_texts((str(t)[: self.char_limit] for t in sample["text"].tolist()), self.workers)
         tok_lens = np.array([len(t) for t in sample_tokens])
         sample_labels = sample["label"].astype(str).to_numpy()
         char_lens = a["chars"][nonempty]
@@ -164,10 +166,10 @@ def analyze_dataset(df: pd.DataFrame, token_sample: int = 5000, seed: int = 0, m
 
 
 def profile_parquet(path: str | Path, token_sample: int = 5000, seed: int = 0, max_len: int = 256,
-                    batch_rows: int = BATCH_ROWS) -> tuple[dict[str, Any], pd.DataFrame]:
+                    batch_rows: int = BATCH_ROWS, workers: int = 1) -> tuple[dict[str, Any], pd.DataFrame]:
     """analyze_dataset of a Parquet file (row_id, text, label, ...) read a batch at a time, and the lengths
-    frame of its report (Profiler.lengths)."""
-    prof = Profiler(max_len)
+    frame of its report (Profiler.lengths). workers: see Profiler."""
+    prof = Profiler(max_len, workers)
     for batch in iter_parquet(path, ["text", "label"], batch_rows):
         prof.add(batch)
     return prof.finish(lambda pos: parquet_rows_at(path, pos, batch_rows=batch_rows), token_sample, seed), prof.lengths()

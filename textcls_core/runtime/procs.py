@@ -78,6 +78,37 @@ def safe_mp_context(preload: list[str] | None = None) -> multiprocessing.context
     return ctx
 
 
+_WARM: dict[str, tuple[str, ...]] = {}
+
+
+def start_fork_server(preload: list[str]) -> bool:
+    """Start the fork server now, in the background, with `preload` imported in it: the pools and side processes a
+    run starts later (jieba workers, the tfidf_lr side process, the stress workers) then fork from a process that has
+    already imported their modules, instead of the first of them waiting seconds for the server's imports. Returns at
+    once (the server imports on its own core while this process goes on); False where there is no fork server."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return False
+    from multiprocessing import forkserver
+
+    ctx = multiprocessing.get_context("forkserver")
+    _forget_reaped_forkserver()
+    server = forkserver._forkserver
+    if server._forkserver_pid is None:  # a running server keeps the modules it started with
+        ctx.set_forkserver_preload(preload)
+        forkserver.ensure_running()
+        _WARM["pid"] = (str(server._forkserver_pid), *preload)
+    return True
+
+
+def fork_server_preloaded(module: str) -> bool:
+    """True when this process's fork server is running and was started by start_fork_server with `module`."""
+    from multiprocessing import forkserver
+
+    warm = _WARM.get("pid")
+    pid = forkserver._forkserver._forkserver_pid
+    return bool(warm and pid is not None and warm[0] == str(pid) and module in warm[1:])
+
+
 def _forget_reaped_forkserver() -> None:
     """multiprocessing keeps the fork server's pid and re-checks it with waitpid before each new worker. When the
     server was killed and reaped by someone else (kill_child_processes waits on it), that check raises

@@ -77,3 +77,68 @@ def test_shared_segmentation_segments_each_text_once(monkeypatch):
     assert calls == [texts, ["今天天气很好", "我喜欢这家店"], ["新的句子"]]
     tok.segment_texts(texts)
     assert len(calls) == 4
+
+
+AWKWARD = [
+    "我爱北京天安门", "", "   ", "质量太差了，很失望！！！", "物流很快😀😀下次还来", "iPhone15 Pro很好用, 价格9.9%off",
+    "C++和C#都学过", "a.b_c%d-e&f+g", "\ud800孤立代理", "全角ＡＢＣ１２３测试", "tab\t分隔\n换行\r\n回车", "中文English混合text",
+    "繁體中文測試一下", "。。。", "好" * 300, ("不错。" * 400)[:2000], "看看<URL>和<PHONE>", "😀", "12345678901234567890",
+]
+
+
+def test_block_memo_gives_jiebas_words_for_every_text():
+    """The memo segments block by block: the same words as jieba.lcut (whitespace tokens dropped) on every text,
+    the first time and when every block is remembered."""
+    import jieba
+
+    from textcls_core.text.tokenize import _BlockMemo
+
+    expected = [[w for w in jieba.lcut(t) if w.strip()] for t in AWKWARD]
+    memo = _BlockMemo()
+    assert [memo.segment(t) for t in AWKWARD] == expected
+    assert [memo.segment(t) for t in AWKWARD] == expected  # now from the memo
+    assert memo.words, "blocks were remembered"
+    # a text changed in one place: its other blocks come from the memo, the words still equal jieba's
+    changed = ["质量太差了，很满意！！！", "物流很快😀😀下次不来", ("不错。" * 400)[:1999] + "好"]
+    assert [memo.segment(t) for t in changed] == [[w for w in jieba.lcut(t) if w.strip()] for t in changed]
+
+
+def test_block_memo_is_bounded():
+    """Long blocks are not kept, and the memo empties itself before its kept blocks pass MAX_CHARS characters."""
+    from textcls_core.text.tokenize import _BlockMemo
+
+    memo = _BlockMemo()
+    memo.MAX_CHARS = 100
+    memo.segment("好" * 300)  # one block longer than MAX_BLOCK
+    assert memo.words == {} and memo.chars == 0
+    for i in range(200):
+        memo.segment(f"第{i}个句子，今天天气很好")
+        assert memo.chars <= 100 and sum(map(len, memo.words)) == memo.chars
+    assert 0 < len(memo.words) < 200
+
+
+def test_block_memo_off_by_environment(monkeypatch):
+    """TEXTCLS_SEGMENT_MEMO_CHARS=0 keeps nothing (benchmarks time jieba's own work), with the same words."""
+    import jieba
+
+    from textcls_core.text.tokenize import _BlockMemo
+
+    monkeypatch.setenv("TEXTCLS_SEGMENT_MEMO_CHARS", "0")
+    memo = _BlockMemo()
+    assert memo.segment("今天天气很好，我很开心") == [w for w in jieba.lcut("今天天气很好，我很开心") if w.strip()]
+    assert memo.words == {} and memo.chars == 0
+
+
+def test_cold_segmentation_keeps_nothing_and_restores_the_memo():
+    """The evaluation's latency figures are timed cold: inside the block nothing is remembered, afterwards the
+    process's memo works again."""
+    import textcls_core.text.tokenize as tok
+
+    tok.segment_texts(["今天天气很好，我很开心"])
+    assert "今天天气很好" in tok._MEMO.words
+    with tok.cold_segmentation():
+        assert tok._MEMO.words == {}
+        tok.segment_texts(["物流很快，下次还来"])
+        assert tok._MEMO.words == {}
+    tok.segment_texts(["物流很快，下次还来"])
+    assert "物流很快" in tok._MEMO.words
