@@ -185,6 +185,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _SERVER.append(server)
     from flows.train import train_text_classifier
 
+    if server is not None:
+        _prefetch_tracking_store(cfg.tracking.uri)  # while the temporary server finishes starting
     # SIGTERM outside the run's stages ends quietly; from its MLflow run on, the run's guard (tasks/runguard.py)
     # takes over: marks the run KILLED, keeps the checkpoint and prints how to resume
     with _api(server):
@@ -193,6 +195,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.summary:
         print(f"summary JSON    {args.summary}")
     return 0
+
+
+def _prefetch_tracking_store(uri: str) -> None:
+    """Import MLflow's database store now (about 1 s), while Prefect's temporary server is still starting: the
+    run's first MLflow call would otherwise import it on the flow's critical path. Nothing for an HTTP server."""
+    from tasks.tracking import resolve_tracking_uri
+
+    if resolve_tracking_uri(uri).split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql"):
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

@@ -46,10 +46,10 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
         limit_thread_pools(cpus)  # numpy / scipy / scikit-learn threads: the run's cores, not the machine's
         if cpus > 1:  # the run's workers (jieba pools, side process, stress) fork ready from it; it imports beside analysis
             start_fork_server([WARM_PRELOAD])
-        analysis = analyze_task(config.data, config.extra_columns(), config.run.seed, tracking, max_len=config.tokenize.max_len,
-                                workers=config.tokenize.workers)
+        # one process: the fork server is still importing while the file is read (its first pool would wait for it)
+        analysis = analyze_task(config.data, config.extra_columns(), config.run.seed, tracking, max_len=config.tokenize.max_len)
         cleaning = clean_task(analysis["raw_path"], config.clean, tracking, max_len=config.tokenize.max_len,
-                              workers=config.tokenize.workers)
+                              workers=config.tokenize.workers)  # its token sample in run.cpus jieba processes
         split = split_task(cleaning["clean_path"], config.split, config.run.seed, tracking)
         trained, side = None, None  # no network when model.candidates holds only tfidf_lr (or model.name is tfidf_lr)
         plan = plan_candidates(config.model, config.evaluate.baseline)

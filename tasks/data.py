@@ -80,9 +80,8 @@ def _source_id(path: str, cache: StageCache) -> dict[str, str]:
 
 @task(name="analyze", cache_policy=NO_CACHE)
 def analyze_task(data_cfg: DataConfig, extra_columns: list[str], seed: int, tracking: RunContext,
-                 max_len: int = 256, workers: int = 1) -> Analysis:
-    """Read the source once (to raw.parquet), then report class balance, lengths, duplicates, conflicts.
-    workers: jieba processes for the token-length sample (tokenize.workers; the report is the same for any number)."""
+                 max_len: int = 256) -> Analysis:
+    """Read the source once (to raw.parquet), then report class balance, lengths, duplicates, conflicts."""
     mark_stage("analyze", file_rows_estimate(data_cfg.path))  # watchdog: this stage's time bound starts now
     run_dir = Path(tracking["run_dir"])
     cache = stage_cache(tracking)
@@ -90,7 +89,7 @@ def analyze_task(data_cfg: DataConfig, extra_columns: list[str], seed: int, trac
 
     def build(folder: Path) -> dict[str, Any]:
         # a chunk at a time: the file is never held whole (benchmarks/large_file.py)
-        stats, raw_hash, lengths = ingest(data_cfg, extra_columns, seed, max_len, folder / "raw.parquet", workers)
+        stats, raw_hash, lengths = ingest(data_cfg, extra_columns, seed, max_len, folder / "raw.parquet")
         _write_report(stats, lengths, folder, "analysis", title)
         return {"stats": stats, "raw_sha256": raw_hash}
 
@@ -114,7 +113,7 @@ def analyze_task(data_cfg: DataConfig, extra_columns: list[str], seed: int, trac
 def clean_task(raw_path: str, clean_cfg: CleanConfig, tracking: RunContext, max_len: int = 256, workers: int = 1) -> Cleaning:
     """Normalise (each text cut to what a `max_len`-token model reads) and filter; every dropped row goes to
     dropped.csv with its reason. clean.parquet keeps the original text beside the model text (raw_text).
-    workers: jieba processes for the after-cleaning analysis's token sample (as analyze_task)."""
+    workers: jieba processes for the after-cleaning analysis's token sample (the report is the same for any number)."""
     mark_stage("clean", parquet_rows(raw_path))  # watchdog: this stage's time bound starts now
     run_dir = Path(tracking["run_dir"])
     cache = stage_cache(tracking)

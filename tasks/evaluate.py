@@ -57,7 +57,7 @@ def evaluate_task(model_dir: str, split_paths: dict[str, str], eval_cfg: Evaluat
     candidates: the candidates stage's result: its tfidf_lr folder is the baseline, its table goes into the report."""
     mark_stage("evaluate", parquet_rows(*split_paths.values()))  # watchdog: this stage's time bound starts now
     log = get_run_logger()
-    clf = load_classifier(model_dir)
+    clf = load_classifier(model_dir, shared=True)
     baseline_dir = (candidates or {}).get("baseline_dir")
     baseline = load_classifier(baseline_dir) if eval_cfg.baseline and baseline_dir else None
     test, train, val = (pd.read_parquet(split_paths[k]) for k in ("test", "train", "val"))

@@ -54,7 +54,7 @@ def profile_task(model_dir: str, split_paths: dict[str, str], monitor_cfg: Monit
                  tracking: RunContext) -> str:
     """drift_profile.json in the model folder (so every registered version carries it), also logged to the run."""
     mark_stage("profile")  # watchdog: this stage's time bound starts now
-    clf = load_classifier(model_dir)  # any shipped kind: network, tfidf_lr or ensemble
+    clf = load_classifier(model_dir, shared=True)  # any shipped kind: network, tfidf_lr or ensemble
     train, val = (pd.read_parquet(split_paths[k]) for k in ("train", "val"))
     # what production sends is the raw text (splits keep it as raw_text since the encoder cleans it itself)
     raw = {k: (f["raw_text"] if "raw_text" in f.columns else f["text"]).tolist() for k, f in (("train", train), ("val", val))}

@@ -26,7 +26,6 @@ from tasks.events import GATE_FAILED, REGISTERED, emit_model_event
 from tasks.registry import (
     append_log,
     current_champion,
-    load_model_folder,
     load_version,
     registry_lock,
     set_champion,
@@ -38,6 +37,7 @@ from tasks.tracking import client_for, get_run_logger, git_commit, log_metrics_n
 from textcls_core.dataset.fingerprint import build_fingerprint, load_fingerprint, save_fingerprint, unseen_mask
 from textcls_core.dataset.read import read_dataset
 from textcls_core.evaluation.stress import flip_rate_checks, read_flip_rates
+from textcls_core.modeling.classifiers import load_classifier
 from textcls_core.registry.gate import ALREADY_CHAMPION, NO_CHAMPION, Comparison, GateResult, compare_on_rows, decide_promotion
 from textcls_core.registry.model_card import CardFacts, registered_model_card, version_card
 from textcls_core.runtime.config import Config
@@ -189,7 +189,7 @@ def package_task(model_dir: str, metrics: dict[str, float], per_class: dict[str,
         emit_model_event(REGISTERED, name, version_, mlflow_run_id=run_id, payload={"metrics": {k: metrics[k] for k in (metric,) if k in metrics}})
 
     # rows to compare on: the fixed eval set, or this run's test split (never trained on by this run)
-    candidate = load_model_folder(model_dir)
+    candidate = load_classifier(model_dir, shared=True)  # the stages before loaded it: one load per run
     labels = list(candidate.labels)
     if reg.eval_set:
         rows, where = read_eval_set(cfg), f"registry.eval_set {Path(reg.eval_set).name}"

@@ -107,7 +107,7 @@ class BackgroundStress:
     def _run(self) -> None:
         test_path, cfg, seed, batch_size, workers = self._args
         try:
-            clf = load_classifier(self.model_dir)
+            clf = load_classifier(self.model_dir, shared=True)
             self.outcome = compute_stress(clf, pd.read_parquet(test_path), cfg, seed, batch_size, workers, self.model_dir,
                                           on_pool=self._keep_pool)
         except BaseException as exc:  # noqa: BLE001  (re-raised by result() in the flow's thread)
@@ -173,7 +173,7 @@ def stress_task(model_dir: str, test_path: str, cfg: StressConfig, batch_size: i
         result, seconds = background.result()
         get_run_logger().info("stress: computed beside the evaluation; waited %.1f s for it", time.perf_counter() - waited)
     else:
-        result, seconds = compute_stress(load_classifier(model_dir), pd.read_parquet(test_path), cfg, seed, batch_size,
+        result, seconds = compute_stress(load_classifier(model_dir, shared=True), pd.read_parquet(test_path), cfg, seed, batch_size,
                                          workers, model_dir)
     out = publish_stress_result(result, seconds, out_dir, title, tracking)
     _link_from_report(out_dir)

@@ -18,11 +18,10 @@ from textcls_core.dataset.split import FrameHasher
 from textcls_core.runtime.config import DataConfig
 
 
-def ingest(data: DataConfig, extra_columns: list[str], seed: int, max_len: int, raw_path: str | Path, workers: int = 1
+def ingest(data: DataConfig, extra_columns: list[str], seed: int, max_len: int, raw_path: str | Path
            ) -> tuple[dict[str, Any], str, pd.DataFrame]:
     """Write the source's canonical rows (or their data.max_rows stratified sample) to raw_path and return
-    (analysis stats with rows_read and rows_sampled, the rows' content hash, the report's lengths frame).
-    workers: processes for the token sample's jieba pass (Profiler)."""
+    (analysis stats with rows_read and rows_sampled, the rows' content hash, the report's lengths frame)."""
     raw_path = Path(raw_path)
     chunks = iter_dataset(data.path, data.text_column, data.label_column, data.encoding, extra_columns, data.chunk_rows)
     rows_read = -1
@@ -38,7 +37,7 @@ def ingest(data: DataConfig, extra_columns: list[str], seed: int, max_len: int, 
                 chunks = (c[c["row_id"].isin(ids)] for c in iter_parquet(full, batch_rows=data.chunk_rows))
             else:
                 chunks = iter_parquet(full, batch_rows=data.chunk_rows)
-        prof, hasher = Profiler(max_len, workers), FrameHasher()
+        prof, hasher = Profiler(max_len), FrameHasher()
         with ParquetAppender(raw_path) as out:
             for chunk in chunks:
                 out.write(chunk)

@@ -8,6 +8,7 @@ evaluation, the champion re-score and batch prediction all load through `load_cl
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,8 +39,35 @@ def model_kind(directory: str | Path) -> str:
     return str(meta.get("kind", "network"))
 
 
-def load_classifier(directory: str | Path, device: Any = "cpu") -> Any:
-    """The model saved in `directory`, whatever its kind (see the module docstring)."""
+_SHARED: dict[str, tuple[tuple, Any]] = {}
+_SHARED_LOCK = threading.Lock()
+_SHARED_MAX = 2  # a run's shipped model (and at most one more): loaded once per process, not once per stage
+
+
+def _folder_stamp(directory: Path) -> tuple:
+    """Every file under the folder with its size and modification time: a rewritten model is a new stamp."""
+    return tuple(sorted((str(p.relative_to(directory)), p.stat().st_size, p.stat().st_mtime_ns)
+                        for p in directory.rglob("*") if p.is_file()))
+
+
+def load_classifier(directory: str | Path, device: Any = "cpu", shared: bool = False) -> Any:
+    """The model saved in `directory`, whatever its kind (see the module docstring).
+
+    shared=True: one loaded object per folder in this process, reused while the folder's files are unchanged (the
+    evaluation, drift profile, stress and packaging stages of a run read the same model; a tfidf_lr model takes
+    about a second to load). Only for callers that predict and never change the object."""
+    if shared:
+        folder = Path(directory).resolve()
+        with _SHARED_LOCK:  # two threads asking at once (stress beside evaluation): one loads, the other reuses
+            stamp = (str(device), _folder_stamp(folder))
+            hit = _SHARED.get(str(folder))
+            if hit is not None and hit[0] == stamp:
+                return hit[1]
+            clf = load_classifier(folder, device)
+            while len(_SHARED) >= _SHARED_MAX:
+                _SHARED.pop(next(iter(_SHARED)))
+            _SHARED[str(folder)] = (stamp, clf)
+            return clf
     kind = model_kind(directory)
     if kind == TFIDF_KIND:
         return TfidfClassifier.load(directory)

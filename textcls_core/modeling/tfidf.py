@@ -60,7 +60,8 @@ class TfidfSettings:
 _CP_BITS = 21  # every Unicode code point is below 2**21, so up to 3 characters pack into one int64 key
 
 
-def _weighted_csr(rows: np.ndarray, cols: np.ndarray, n: int, width: int, idf: np.ndarray) -> sp.csr_matrix:
+def _weighted_csr(rows: np.ndarray, cols: np.ndarray, n: int, width: int, idf: np.ndarray,
+                  sum_order: np.ndarray | None = None) -> sp.csr_matrix:
     """(row, column) of every n-gram occurrence (column -1: not in the vocabulary) -> counts -> (1 + log count) *
     idf -> l2-normalised rows, as sklearn's TfidfVectorizer(sublinear_tf=True) computes them; numpy builds the CSR
     arrays directly (scipy's COO conversion, duplicate summing and diagonal product took 3x as long)."""
@@ -68,9 +69,12 @@ def _weighted_csr(rows: np.ndarray, cols: np.ndarray, n: int, width: int, idf: n
     keys, counts = np.unique(rows[known] * width + cols[known], return_counts=True)  # sorted: by row, then column
     rows, cols = np.divmod(keys, width)
     data = (1.0 + np.log(counts)) * idf[cols]
+    if sum_order is not None:  # a row's entries in this column order (fit: sklearn's, see fit_block), not sorted
+        perm = np.lexsort((sum_order[cols], rows))
+        rows, cols, data = rows[perm], cols[perm], data[perm]
     norms = np.sqrt(np.bincount(rows, weights=data * data, minlength=n))
     norms[norms == 0] = 1.0
-    data *= (1.0 / norms)[rows]
+    data /= norms[rows]  # a division, as sklearn's row normalisation does: the same bits, not a rounding apart
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
     return sp.csr_matrix((data, cols, indptr), shape=(n, width))
@@ -287,6 +291,93 @@ class TfidfClassifier:
                    intercept, np.asarray(meta["classes"], dtype=int), meta.get("search", []))
 
 
+def _keyed_grams(kind: str, units: np.ndarray, lens: np.ndarray, n: int, n_max: int, base: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(text row, integer key, stream position) of every n-gram of order n, keys packed as _GramIndex packs them.
+    The stream position numbers every n-gram of every text in the order char_ngrams/word_ngrams list them (text by
+    text; in a text, 1-grams first), which is the order sklearn first meets them."""
+    row_of = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
+    end_of = np.repeat(np.cumsum(lens), lens)
+    per_text = {m: np.maximum(lens - m + 1, 0) for m in range(1, n_max + 1)}
+    text_start = np.cumsum(sum(per_text.values())) - sum(per_text.values())  # stream position of a text's first n-gram
+    before = sum((per_text[m] for m in range(1, n)), np.zeros(len(lens), dtype=np.int64))  # its lower orders
+    unit_start = np.cumsum(lens) - lens
+    idx = np.flatnonzero(np.arange(len(units), dtype=np.int64) + n <= end_of)
+    key = units[idx].copy()
+    for k in range(1, n):
+        key = (key << _CP_BITS) | units[idx + k] if kind == "char" else key * base + units[idx + k]
+    rows = row_of[idx]
+    return rows, key, text_start[rows] + before[rows] + (idx - unit_start[rows])
+
+
+def _fit_vocabulary(kind: str, units: np.ndarray, lens: np.ndarray, n_max: int, min_df: int,
+                    words: list[str]) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
+    """Vocabulary (n-grams sorted as strings, as sklearn numbers them), smoothed idf and each column's first stream
+    position, as TfidfVectorizer(min_df=min_df).fit computes them, counted on integer keys instead of n-gram
+    strings: only the n-grams kept are made into strings. units: code points (char) or word ids into `words` (word)."""
+    n_docs = len(lens)
+    grams: list[str] = []
+    dfs: list[np.ndarray] = []
+    firsts: list[np.ndarray] = []
+    base = max(len(words), 1)
+    for n in range(1, n_max + 1):
+        rows, keys, pos = _keyed_grams(kind, units, lens, n, n_max, base)
+        if not len(keys):
+            continue
+        pairs = pd.DataFrame({"row": rows, "key": keys}).drop_duplicates()  # document frequency: once per text
+        df = pairs["key"].value_counts(sort=False)
+        df = df[df >= min_df]
+        kept = df.index.to_numpy(dtype=np.int64)
+        firsts.append(pd.Series(pos).groupby(keys).min().reindex(kept).to_numpy(dtype=np.int64))
+        parts = []
+        for j in range(n):  # the j-th unit of each kept n-gram
+            shift = n - 1 - j
+            parts.append((kept >> (_CP_BITS * shift)) & ((1 << _CP_BITS) - 1) if kind == "char" else (kept // base**shift) % base)
+        if kind == "char":
+            flat = np.stack(parts, axis=1).astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
+            grams.extend(flat[i : i + n] for i in range(0, len(flat), n))
+        else:
+            grams.extend(" ".join(words[i] for i in ids) for ids in zip(*(p.tolist() for p in parts)))
+        dfs.append(df.to_numpy(dtype=np.float64))
+    order = sorted(range(len(grams)), key=grams.__getitem__)
+    df_all = np.concatenate(dfs)[order] if dfs else np.zeros(0)
+    idf = np.log((1.0 + n_docs) / (1.0 + df_all)) + 1.0  # smooth_idf=True
+    first = np.concatenate(firsts)[order] if firsts else np.zeros(0, dtype=np.int64)
+    return {grams[i]: j for j, i in enumerate(order)}, idf, first
+
+
+def fit_block(kind: str, texts: list[str], words: list[list[str]] | None, n_max: int, min_df: int
+              ) -> tuple[_Block, sp.csr_matrix]:
+    """One block's vocabulary, idf and training matrix: what _fit_block (sklearn's TfidfVectorizer on n-gram strings)
+    gives, counted on integer n-gram keys (a test keeps them equal, bit for bit). sklearn's training matrix keeps a
+    row's entries in the order it first met each column in the corpus (its l2 norm sums them in that order, and the
+    regression's products too), so this one does: a last-bit difference changes the regressions' solutions. Falls back to _fit_block where keys do not fit an int64 or a
+    word holds a space, and when no n-gram is kept (sklearn's error)."""
+    min_df = min_df if len(texts) >= 10 * min_df else 1
+    if kind == "char" and _GramIndex.fits("char", n_max, 0):
+        lens = np.fromiter(map(len, texts), np.int64, len(texts))
+        vocab, idf, first = _fit_vocabulary("char", char_units(texts), lens, n_max, min_df, [])
+        if vocab:
+            block = _Block(vocab, idf)
+            rows, cols = block.gram_index("char").rows_cols(char_units(texts), lens, n_max)
+            return block, _weighted_csr(rows, cols, len(texts), len(vocab), idf, first)
+    elif kind == "word" and words is not None:
+        flat = list(chain.from_iterable(words))
+        codes, uniques = pd.factorize(pd.Series(flat, dtype=object)) if flat else (np.zeros(0, np.int64), [])
+        names = [str(w) for w in uniques]
+        if _GramIndex.fits("word", n_max, len(names)) and not any(" " in w for w in names):
+            lens = np.fromiter(map(len, words), np.int64, len(words))
+            vocab, idf, first = _fit_vocabulary("word", np.asarray(codes, dtype=np.int64), lens, n_max, min_df, names)
+            if vocab:
+                block = _Block(vocab, idf)
+                index = block.gram_index("word")
+                units = np.fromiter(map(index.word_ids.get, flat, repeat(-1, len(flat))), np.int64, len(flat))
+                rows, cols = index.rows_cols(units, lens, n_max)
+                return block, _weighted_csr(rows, cols, len(words), len(vocab), idf, first)
+    grams = [char_ngrams(t, n_max) for t in texts] if kind == "char" else [word_ngrams(w, n_max) for w in (words or [])]
+    return _fit_block(grams, min_df)
+
+
 def _fit_block(grams: list[list[str]], min_df: int) -> tuple[_Block, sp.csr_matrix]:
     """Vocabulary, smoothed idf and the training matrix, from sklearn's TfidfVectorizer (whose transform
     `_Block.transform` repeats; a test keeps them equal). min_df falls to 1 on a handful of texts."""
@@ -331,11 +422,14 @@ def fit_tfidf_lr(train_texts: Sequence[object], y_train: Sequence[int], val_text
     probe = new_probe(labels, clean_cfg, TfidfSettings(**{**base.__dict__, "features": "+".join(needed)}))
     w_train, w_val = words if words is not None else (None, None)
     prep = (lambda t: list(t)) if prepared else probe.prepare
-    grams_train = probe.grams(prep(train_texts), w_train)
-    grams_val = probe.grams(prep(val_texts), w_val)
-    fitted = {b: _fit_block(grams_train[b], base.min_df) for b in needed}
+    p_train, p_val = prep(train_texts), prep(val_texts)
+    if "word" in needed and w_train is None:
+        w_train, w_val = segment_texts(p_train), segment_texts(p_val)
+    n_max = {"char": base.char_ngrams, "word": base.word_ngrams}
+    fitted = {b: fit_block(b, p_train, w_train, n_max[b], base.min_df) for b in needed}
     blocks, x_train = {b: f[0] for b, f in fitted.items()}, {b: f[1] for b, f in fitted.items()}
-    x_val = {b: blocks[b].transform(grams_val[b]) for b in needed}
+    x_val = {b: blocks[b].transform_chars(p_val, n_max[b]) if b == "char" else blocks[b].transform_words(w_val, n_max[b])
+             for b in needed}
     classes = np.unique(y_train)
     tried: list[tuple[float, TfidfClassifier, np.ndarray]] = []
     stacked: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]] = {}

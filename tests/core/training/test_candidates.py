@@ -70,6 +70,33 @@ def test_keyed_char_and_word_features_equal_sklearn_on_awkward_texts():
                                word.transform([word_ngrams(w, 2) for w in spaced]).toarray(), atol=1e-12)
 
 
+@pytest.mark.parametrize("min_df", [1, 2])
+def test_keyed_fit_equals_sklearn_fit(min_df):
+    """fit_block counts n-grams on integer keys: the same vocabulary (numbering included), idf and training matrix as
+    TfidfVectorizer on the n-gram strings, with astral characters, a lone surrogate, a NUL, empty and 1-character
+    texts, repeated grams and min_df pruning; word grams with words that are prefixes of others."""
+    from textcls_core.modeling.tfidf import _fit_block, fit_block
+
+    texts = (POS + NEG) * 2 + ["好😀好😀", "\udcff坏\udcff", "a", "", "\x00好", "好\x00", "😀😀😀😀", "ab ab", "AbC"]
+    for n_max in (1, 2, 3):
+        keyed, x = fit_block("char", texts, None, n_max, min_df)
+        ref, xr = _fit_block([char_ngrams(t, n_max) for t in texts], min_df)
+        assert keyed.vocab == ref.vocab and len(keyed.vocab) > 10
+        np.testing.assert_array_equal(keyed.idf, ref.idf)
+        np.testing.assert_array_equal(x.toarray(), xr.toarray())  # bit for bit: the regressions see the same matrix
+        assert np.array_equal(x.indices, xr.indices) and np.array_equal(x.data, xr.data)  # in sklearn's entry order
+    words = [["质量", "很", "好"], ["质量", "太", "差"], ["很", "好", "用"], ["好"], [], ["质", "量"], ["质量", "很", "好"]] * 3
+    for n_max in (1, 2, 3):
+        keyed, x = fit_block("word", [""] * len(words), words, n_max, min_df)
+        ref, xr = _fit_block([word_ngrams(w, n_max) for w in words], min_df)
+        assert keyed.vocab == ref.vocab
+        np.testing.assert_array_equal(keyed.idf, ref.idf)
+        np.testing.assert_array_equal(x.toarray(), xr.toarray())  # bit for bit: the regressions see the same matrix
+        assert np.array_equal(x.indices, xr.indices) and np.array_equal(x.data, xr.data)  # in sklearn's entry order
+    with pytest.raises(ValueError):  # nothing kept: sklearn's own error, as before
+        fit_block("char", ["", ""], None, 2, 1)
+
+
 def test_tfidf_picks_settings_on_validation_and_round_trips(tfidf, tmp_path):
     tr, ytr, va, yva = _data()
     tried = tfidf.search
@@ -232,3 +259,20 @@ def test_bad_candidate_settings_are_one_clear_error(override, message):
     with pytest.raises(ConfigError, match="Invalid config") as err:
         build_config({}, [override])
     assert message in str(err.value)
+
+
+def test_shared_load_reuses_the_object_until_the_folder_changes(tfidf, tmp_path):
+    """load_classifier(shared=True): the stages of a run get one loaded object per folder; a folder rewritten (a
+    new model saved there) is loaded again, and a plain load is always a new object."""
+    import os
+
+    folder = tfidf.save(tmp_path / "m")
+    first = load_classifier(folder, shared=True)
+    assert load_classifier(folder, shared=True) is first
+    assert load_classifier(folder) is not first
+    model_json = folder / "model.json"
+    os.utime(model_json, ns=(model_json.stat().st_atime_ns, model_json.stat().st_mtime_ns + 10**9))
+    again = load_classifier(folder, shared=True)
+    assert again is not first and again.labels == first.labels
+    texts = ["质量很好", "太差了"]
+    np.testing.assert_allclose(again.predict_proba(texts), tfidf.predict_proba(texts))
