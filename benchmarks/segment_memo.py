@@ -8,6 +8,7 @@ inside the workload count):
   perturbation (18 x 1,000 texts, very_long included);
 - corpus: the encode stage's texts, every prepared text of train, val and test.
 Same process, same timer, `--rounds` rounds in alternating order, the median kept; the words are checked equal.
+Then the memory a memo holding every block of the encode texts takes (tracemalloc), per remembered character.
 
     .venv/bin/python benchmarks/segment_memo.py --run runs/<run> --rounds 5
 """
@@ -71,6 +72,19 @@ def main() -> None:
         p, m = statistics.median(plain), statistics.median(memo)
         print(f"{label:7s} {len(texts):6d} texts {sum(map(len, texts)):>10,} chars   jieba.lcut {p:7.3f} s   memo {m:7.3f} s   "
               f"jieba/memo {p / m:5.2f}x   (same words)")
+    # memory: a memo holding every block of the encode texts (no emptying), measured with tracemalloc
+    import tracemalloc
+
+    memo = _BlockMemo()
+    memo.MAX_CHARS = 10**12
+    tracemalloc.start()
+    for t in corpus:
+        memo.segment(t)
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    print(f"memory  {len(memo.words):,} blocks, {memo.chars:,} characters held: {held / 2**20:.1f} MiB "
+          f"({held / max(memo.chars, 1):.0f} bytes per character; at the {_BlockMemo.MAX_CHARS:,}-character bound: "
+          f"{held / max(memo.chars, 1) * _BlockMemo.MAX_CHARS / 2**20:.0f} MiB)")
     print(f"{platform.machine()}, python {platform.python_version()}, jieba {jieba.__version__}")
 
 
