@@ -102,11 +102,13 @@ def start_fork_server(preload: list[str]) -> bool:
 
 def fork_server_preloaded(module: str) -> bool:
     """True when this process's fork server is running and was started by start_fork_server with `module`."""
+    warm = _WARM.get("pid")
+    if not warm:
+        return False
     from multiprocessing import forkserver
 
-    warm = _WARM.get("pid")
     pid = forkserver._forkserver._forkserver_pid
-    return bool(warm and pid is not None and warm[0] == str(pid) and module in warm[1:])
+    return pid is not None and warm[0] == str(pid) and module in warm[1:]
 
 
 def _forget_reaped_forkserver() -> None:
