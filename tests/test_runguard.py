@@ -96,6 +96,36 @@ def _run(tracking_uri: str, tmp_path) -> dict:
     return {"run_id": run_id, "tracking_uri": tracking_uri, "run_dir": str(tmp_path / "run"), "prefect_flow_run_id": ""}
 
 
+def test_stack_dump_keeps_the_caller_of_a_deep_import(tmp_path):
+    """faulthandler keeps a thread's 100 innermost frames: a stage stuck 150 frames deep (an import chain) would hide
+    the stage's own function. The dump also writes every whole stack, so the outer caller is named."""
+    from textcls_core.runtime.watchdog import dump_stacks
+
+    release, ready = threading.Event(), threading.Event()
+
+    def deep(n: int) -> None:
+        if n:
+            deep(n - 1)
+        else:
+            ready.set()
+            release.wait(30)
+
+    def stage_function_at_the_bottom() -> None:
+        deep(150)
+
+    t = threading.Thread(target=stage_function_at_the_bottom, name="deep-stage")
+    t.start()
+    try:
+        assert ready.wait(10)
+        text = dump_stacks(tmp_path / "stacks.txt").read_text(encoding="utf-8")
+    finally:
+        release.set()
+        t.join(10)
+    whole = text[text.index("Whole stacks"):]
+    assert "stage_function_at_the_bottom" in whole and "Thread deep-stage" in whole
+    assert "stage_function_at_the_bottom" not in text[: text.index("Whole stacks")]  # faulthandler's part cut it off
+
+
 def test_a_passed_bound_fails_the_run_kills_children_and_exits(tmp_path, tracking_uri):
     tracking = _run(tracking_uri, tmp_path)
     exits = []

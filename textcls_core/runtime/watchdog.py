@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import faulthandler
 import math
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,12 +59,18 @@ class Expiry:
 
 
 def dump_stacks(path: Path) -> Path:
-    """Every thread's Python stack into `path` (faulthandler writes without taking the GIL-holding thread's locks)."""
+    """Every thread's Python stack into `path`: first faulthandler's (it writes without taking the GIL-holding thread's
+    locks, but keeps only a thread's 100 innermost frames: a stage stuck in a deep import, 100 frames of importlib,
+    hides the code that called it), then each thread's whole stack, outermost call first, with the thread's name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(f"textcls watchdog: stacks of all threads at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         fh.flush()
         faulthandler.dump_traceback(fh, all_threads=True)
+        fh.write("\nWhole stacks (outermost call first):\n")
+        names = {t.ident: t.name for t in threading.enumerate()}
+        for ident, frame in sys._current_frames().items():
+            fh.write(f"\nThread {names.get(ident, '?')} ({ident:#x}):\n{''.join(traceback.format_stack(frame))}")
     return path
 
 
