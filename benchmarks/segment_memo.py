@@ -7,6 +7,7 @@ inside the workload count):
 - stress: the stress stage's texts, 1,000 seeded test texts (stress.max_texts) as they are and under every built-in
   perturbation (18 x 1,000 texts, very_long included);
 - corpus: the encode stage's texts, every prepared text of train, val and test.
+Also the memo turned off (TEXTCLS_SEGMENT_MEMO_CHARS=0): the block split's own cost against jieba.lcut.
 Same process, same timer, `--rounds` rounds in alternating order, the median kept; the words are checked equal.
 Then the memory a memo holding every block of the encode texts takes (tracemalloc), per remembered character.
 
@@ -39,6 +40,12 @@ def _memo(texts: list[str]) -> list[list[str]]:
     return [segment(t) for t in texts]
 
 
+def _memo_off(texts: list[str]) -> list[list[str]]:
+    memo = _BlockMemo()
+    memo.MAX_CHARS = 0  # TEXTCLS_SEGMENT_MEMO_CHARS=0: the block split without remembering (its own overhead)
+    return [memo.segment(t) for t in texts]
+
+
 def _timed(fn, texts: list[str]) -> tuple[float, list[list[str]]]:
     t0 = time.perf_counter()
     out = fn(texts)
@@ -60,18 +67,18 @@ def main() -> None:
     corpus = [t for split in ("train", "val", "test") for t in pd.read_parquet(run / "data" / f"{split}.parquet")["text"].astype(str)]
     print(f"run {run}; {args.rounds} rounds, alternating order, median")
     for label, texts in (("stress", stress), ("corpus", corpus)):
-        plain, memo = [], []
+        times: dict[str, list[float]] = {"_plain": [], "_memo": [], "_memo_off": []}
+        fns = (_plain, _memo, _memo_off)
         for r in range(args.rounds):
-            order = (_plain, _memo) if r % 2 == 0 else (_memo, _plain)
             results = {}
-            for fn in order:
+            for fn in (fns if r % 2 == 0 else fns[::-1]):
                 seconds, words = _timed(fn, texts)
-                (plain if fn is _plain else memo).append(seconds)
+                times[fn.__name__].append(seconds)
                 results[fn.__name__] = words
-            assert results["_plain"] == results["_memo"], "the memo changed the words"
-        p, m = statistics.median(plain), statistics.median(memo)
+            assert results["_plain"] == results["_memo"] == results["_memo_off"], "the memo changed the words"
+        p, m, o = (statistics.median(times[k]) for k in ("_plain", "_memo", "_memo_off"))
         print(f"{label:7s} {len(texts):6d} texts {sum(map(len, texts)):>10,} chars   jieba.lcut {p:7.3f} s   memo {m:7.3f} s   "
-              f"jieba/memo {p / m:5.2f}x   (same words)")
+              f"jieba/memo {p / m:5.2f}x   memo off {o:7.3f} s (off/jieba {o / p:4.2f})   (same words)")
     # memory: a memo holding every block of the encode texts (no emptying), measured with tracemalloc
     import tracemalloc
 
