@@ -161,7 +161,7 @@ def stress_task(model_dir: str, test_path: str, cfg: StressConfig, batch_size: i
                 tracking: RunContext, workers: int = 1, started: str | None = None) -> Stress | None:
     """The trained artifact on perturbed texts of the test split; writes evaluation/stress.html. None when disabled.
     workers: processes the perturbations are shared out to (run.cpus), each with the model loaded once.
-    started: the key from start_stress when the computation already runs beside the evaluation (collected here)."""
+    started: the key from start_stress_task when the computation already runs beside the evaluation (collected here)."""
     mark_stage("stress")  # watchdog: this stage's time bound starts now (also while waiting for a started computation)
     if not cfg.enabled:
         return None

@@ -213,16 +213,6 @@ class TfidfClassifier:
         """Raw texts -> what the model reads (the networks' cleaning and per-text cut)."""
         return prepare_texts(texts, self.clean_cfg, self.settings.max_len)
 
-    def grams(self, prepared: list[str], words: list[list[str]] | None = None) -> dict[str, list[list[str]]]:
-        """n-grams per block; `words` are the jieba words of `prepared` when the caller already has them."""
-        out: dict[str, list[list[str]]] = {}
-        blocks = self.settings.blocks()
-        if "char" in blocks:
-            out["char"] = [char_ngrams(t, self.settings.char_ngrams) for t in prepared]
-        if "word" in blocks:
-            out["word"] = [word_ngrams(w, self.settings.word_ngrams) for w in (segment_texts(prepared) if words is None else words)]
-        return out
-
     def features(self, prepared: list[str], words: list[list[str]] | None = None) -> sp.csr_matrix:
         """The TF-IDF rows of prepared texts (the same as each block's transform of `grams`)."""
         parts = []
@@ -356,10 +346,11 @@ def fit_block(kind: str, texts: list[str], words: list[list[str]] | None, n_max:
     min_df = min_df if len(texts) >= 10 * min_df else 1
     if kind == "char" and _GramIndex.fits("char", n_max, 0):
         lens = np.fromiter(map(len, texts), np.int64, len(texts))
-        vocab, idf, first = _fit_vocabulary("char", char_units(texts), lens, n_max, min_df, [])
+        units = char_units(texts)
+        vocab, idf, first = _fit_vocabulary("char", units, lens, n_max, min_df, [])
         if vocab:
             block = _Block(vocab, idf)
-            rows, cols = block.gram_index("char").rows_cols(char_units(texts), lens, n_max)
+            rows, cols = block.gram_index("char").rows_cols(units, lens, n_max)
             return block, _weighted_csr(rows, cols, len(texts), len(vocab), idf, first)
     elif kind == "word" and words is not None:
         flat = list(chain.from_iterable(words))
@@ -396,7 +387,7 @@ def _score(y_true: np.ndarray, probs: np.ndarray, metric: str) -> float:
 
 
 def new_probe(labels: list[str], clean_cfg: CleanConfig, settings: TfidfSettings) -> TfidfClassifier:
-    """An unfitted model: its `prepare` and `grams` are what fitting and prediction use."""
+    """An unfitted model: its `prepare` is what fitting and prediction use."""
     return TfidfClassifier(labels, clean_cfg, settings, {}, np.zeros((1, 0)), np.zeros(1), np.zeros(0, dtype=int))
 
 

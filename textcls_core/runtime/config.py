@@ -95,7 +95,7 @@ class TokenizeConfig(_Section):
     min_freq: int = Field(2, ge=1, description="Words seen fewer times in train map to <unk>.")
     max_vocab: int = Field(50000, ge=10, description="Largest vocabulary, specials included.")
     max_len: int = Field(256, ge=8, description="Token ids per text are cut to this length; batches pad only to their longest text.")
-    workers: int = Field(0, ge=0, description="Processes for jieba segmentation (fork-server workers, from 50,000 texts); 0 = run.cpus.")
+    workers: int = Field(0, ge=0, description="Processes for jieba segmentation (fork-server workers, from 50,000 texts, from 2,000 once a training run's fork server is up); 0 = run.cpus.")
 
 
 class ModelConfig(_Section):

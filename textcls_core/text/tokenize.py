@@ -60,8 +60,7 @@ class _BlockMemo:
     a text (its very_long text is one text repeated), the analysis segments the same texts before and after cleaning,
     and real traffic repeats its phrases. Bounded: blocks of at most MAX_BLOCK characters are kept, and the memo is
     emptied when the kept blocks reach MAX_CHARS characters (about 32 MiB at the built-in corpus's density,
-    benchmarks/segment_memo.py), so no
-    input grows it without limit; the environment variable TEXTCLS_SEGMENT_MEMO_CHARS sets MAX_CHARS for a process
+    benchmarks/segment_memo.py), so no input grows it without limit; the environment variable TEXTCLS_SEGMENT_MEMO_CHARS sets MAX_CHARS for a process
     (0 turns the memo off, e.g. to time jieba's own work). Same words as jieba.lcut for every text
     (tests/core/text/test_tokenize_batching.py)."""
 
