@@ -59,7 +59,8 @@ def evaluate_task(model_dir: str, split_paths: dict[str, str], eval_cfg: Evaluat
     log = get_run_logger()
     clf = load_classifier(model_dir, shared=True)
     baseline_dir = (candidates or {}).get("baseline_dir")
-    baseline = load_classifier(baseline_dir) if eval_cfg.baseline and baseline_dir else None
+    # the same object as clf when tfidf_lr ships (the same folder): its scores are then taken once, not twice
+    baseline = load_classifier(baseline_dir, shared=True) if eval_cfg.baseline and baseline_dir else None
     test, train, val = (pd.read_parquet(split_paths[k]) for k in ("test", "train", "val"))
     champ_version, champion = champion_classifier(model_name, tracking["tracking_uri"]) if eval_cfg.compare_champion else (None, None)
     if champ_version:

@@ -214,7 +214,7 @@ def package_task(model_dir: str, metrics: dict[str, float], per_class: dict[str,
             elif champ_version == version_:  # an earlier attempt of this step already made it champion
                 compared[champ_version] = (Comparison(ALREADY_CHAMPION, "set by an earlier attempt of this step", 0, champ_version), None)
             else:
-                champion, champ_fp = load_version(name, champ_version, uri)
+                champion, champ_fp = load_version(name, champ_version, uri, shared=True)  # loaded by the evaluation
                 shared = unseen_mask(texts, champ_fp, cand_fp if reg.eval_set else None)
                 if champ_fp is None:
                     basis = f"{where}; overlap unknown: v{champ_version} has no training fingerprint"

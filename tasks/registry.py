@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import mlflow
@@ -31,6 +32,7 @@ from textcls_core.dataset.fingerprint import load_fingerprint
 from textcls_core.modeling.classifiers import load_classifier
 from textcls_core.modeling.predictor import TextClassifier
 from textcls_core.runtime.errors import TextclsError
+from textcls_core.runtime.redact import redact_uri
 
 _log = logging.getLogger("textcls.registry")
 LOG_TAG_PREFIX = "textcls.log."  # registered-model tags textcls.log.000001...: append-only audit of registry changes
@@ -176,11 +178,33 @@ def load_model_folder(folder: str | Path):
     return load_classifier(folder)
 
 
-def load_version(name: str, version: str, tracking_uri: str) -> tuple[TextClassifier, object]:
-    """(classifier, training fingerprint or None) of a registered version; None = registered before fingerprints."""
+_VERSIONS: dict[tuple, tuple[Any, object]] = {}
+_VERSIONS_MAX = 2  # the champion a run compares with (and at most one more)
+
+
+def load_version(name: str, version: str, tracking_uri: str, shared: bool = False) -> tuple[TextClassifier, object]:
+    """(classifier, training fingerprint or None) of a registered version; None = registered before fingerprints.
+
+    shared=True: one download and load per version in this process (a run's evaluation and its promotion gate
+    both score the champion). A version's files never change once registered; the key also holds its creation
+    time, so a store rebuilt at the same address is not mistaken for the old one. Only for callers that predict
+    and never change the object."""
+    key = None
+    if shared:
+        try:
+            mv = client_for(tracking_uri).get_model_version(name, str(version))
+            key = (tracking_uri, name, str(version), mv.creation_timestamp, mv.run_id)
+        except MlflowException:
+            key = None  # the download below fails with the usual message
+        if key is not None and key in _VERSIONS:
+            return _VERSIONS[key]
     folder = download_model_dir(name, version, tracking_uri, tempfile.mkdtemp(prefix=f"textcls-{_lock_key(name)}-v{version}-"))
-    return load_model_folder(folder), load_fingerprint(folder)
-from textcls_core.runtime.redact import redact_uri
+    loaded = load_model_folder(folder), load_fingerprint(folder)
+    if key is not None:
+        while len(_VERSIONS) >= _VERSIONS_MAX:
+            _VERSIONS.pop(next(iter(_VERSIONS)))
+        _VERSIONS[key] = loaded
+    return loaded
 
 
 def load_registered_classifier(model_uri: str, tracking_uri: str) -> TextClassifier:
@@ -200,7 +224,7 @@ def champion_classifier(name: str, tracking_uri: str) -> tuple[str | None, TextC
         mv = client.get_model_version_by_alias(name, "champion")
     except MlflowException:
         return None, None
-    return str(mv.version), load_registered_classifier(f"models:/{name}/{mv.version}", tracking_uri)
+    return str(mv.version), load_version(name, str(mv.version), tracking_uri, shared=True)[0]  # the gate reuses it
 
 
 HISTORY_TAG = "textcls.champion_history"  # registered-model tag: JSON list of earlier champion versions

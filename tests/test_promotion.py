@@ -21,7 +21,9 @@ import tasks.package as package_mod
 from tasks.package import package_task
 from tasks.registry import (
     HISTORY_TAG,
+    champion_classifier,
     current_champion,
+    load_version,
     lock_location,
     promote_version,
     read_log,
@@ -318,3 +320,21 @@ def test_readme_automation_on_gate_failed_is_a_valid_prefect_automation():
     spec = yaml.safe_load((Path(__file__).resolve().parent.parent / "automations" / "gate_failed.yaml").read_text(encoding="utf-8"))
     automation = AutomationCore.model_validate(spec)
     assert automation.trigger.expect == {"textcls.gate.failed"} and automation.actions[0].type == "send-notification"
+
+
+def test_the_champion_is_downloaded_once_for_the_evaluation_and_the_gate(env, monkeypatch):
+    """A run scores the champion twice (the evaluation's comparison, then the gate): one download and load per
+    version in the process. Another version, or a plain load, downloads again; the gate's outcome is unchanged."""
+    import tasks.registry as registry_mod
+
+    env["package"]("flawed", env["split"])
+    downloads = []
+    real = registry_mod.download_model_dir
+    monkeypatch.setattr(registry_mod, "download_model_dir", lambda *a, **k: downloads.append(a[1]) or real(*a, **k))
+    version, champion = champion_classifier(env["name"], env["uri"])  # as the evaluation does
+    assert version == "1" and downloads == ["1"]
+    r = env["package"]("good", env["split"])  # the gate compares with v1: the evaluation's object, no second download
+    assert downloads == ["1"] and r["alias"] == "champion" and r["gate.champion_version"] == "1"
+    assert load_version(env["name"], "1", env["uri"], shared=True)[0] is champion
+    assert load_version(env["name"], "1", env["uri"])[0] is not champion and downloads == ["1", "1"]
+    assert champion_classifier(env["name"], env["uri"])[0] == "2" and downloads == ["1", "1", "2"]

@@ -47,7 +47,7 @@ def assess_classifier(clf: Any, test: pd.DataFrame, eval_cfg: EvaluateConfig, ba
     raw = test["raw_text"].tolist() if "raw_text" in test.columns else texts
     probs, oov = proba_and_oov(clf, raw, eval_cfg.batch_size)  # a network encodes once, in eval() + inference_mode
     relabel = None
-    baseline_probs = aligned_proba(baseline, raw, labels, eval_cfg.batch_size) if baseline is not None else None
+    baseline_probs = _baseline_proba(clf, probs, baseline, raw, eval_cfg.batch_size)
     if eval_cfg.label_error_folds and label_pool is not None:
         pool_y = label_ids(label_pool, labels)
         if oof is None:
@@ -61,15 +61,24 @@ def assess_classifier(clf: Any, test: pd.DataFrame, eval_cfg: EvaluateConfig, ba
     return build_evaluation(test, y, probs, labels, oov, baseline_probs, champion_probs, relabel, latency)
 
 
+def _baseline_proba(clf: Any, probs: np.ndarray, baseline: Any | None, raw: list, batch_size: int) -> np.ndarray | None:
+    """The baseline's probabilities in clf's label order; clf's own when the baseline is the shipped model itself
+    (one object: tfidf_lr ships, and the evaluation loaded its folder once)."""
+    if baseline is None:
+        return None
+    return probs if baseline is clf else aligned_proba(baseline, raw, clf.labels, batch_size)
+
+
 def validation_metrics(clf: Any, val: pd.DataFrame, baseline: Any | None, eval_cfg: EvaluateConfig) -> dict[str, float]:
     """The shipped model and the tfidf_lr candidate (the baseline) on the validation split: val_/baseline_val_
     accuracy and macro_f1, which the promotion gate compares (registry.baseline_check)."""
     labels = clf.labels
     y = label_ids(val, labels)
     raw = val["raw_text"].tolist() if "raw_text" in val.columns else val["text"].tolist()
-    m = compute_metrics(y, clf.predict_proba(raw, eval_cfg.batch_size), labels)
+    probs = clf.predict_proba(raw, eval_cfg.batch_size)
+    m = compute_metrics(y, probs, labels)
     out = {"val_accuracy": float(m["accuracy"]), "val_macro_f1": float(m["macro_f1"])}
     if baseline is not None:
-        b = compute_metrics(y, aligned_proba(baseline, raw, labels, eval_cfg.batch_size), labels)
+        b = compute_metrics(y, _baseline_proba(clf, probs, baseline, raw, eval_cfg.batch_size), labels)
         out |= {"baseline_val_accuracy": float(b["accuracy"]), "baseline_val_macro_f1": float(b["macro_f1"])}
     return out

@@ -44,10 +44,16 @@ _SHARED_LOCK = threading.Lock()
 _SHARED_MAX = 2  # a run's shipped model (and at most one more): loaded once per process, not once per stage
 
 
+# written into a shipped folder after its model, never read by a loader: evaluation.drift.PROFILE_FILE and
+# dataset.fingerprint.FINGERPRINT_FILE (named here, not imported: the serving process would import the data readers)
+SIDECAR_FILES = frozenset({"drift_profile.json", "train_fingerprint.npy"})
+
+
 def _folder_stamp(directory: Path) -> tuple:
-    """Every file under the folder with its size and modification time: a rewritten model is a new stamp."""
+    """Every file the loaders read, with its size and modification time: a rewritten model is a new stamp, a
+    sidecar written beside it (SIDECAR_FILES) is not."""
     return tuple(sorted((str(p.relative_to(directory)), p.stat().st_size, p.stat().st_mtime_ns)
-                        for p in directory.rglob("*") if p.is_file()))
+                        for p in directory.rglob("*") if p.is_file() and p.name not in SIDECAR_FILES))
 
 
 def load_classifier(directory: str | Path, device: Any = "cpu", shared: bool = False) -> Any:

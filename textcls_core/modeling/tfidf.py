@@ -96,10 +96,11 @@ class _GramIndex:
         self.word_ids: dict[str, int] = {}
         grams, cols = list(vocab), np.fromiter(vocab.values(), np.int64, len(vocab))
         if kind == "word":
-            split = [g.split(" ") for g in grams]
-            flat = list(chain.from_iterable(split))
+            # the words of every n-gram, end to end, without a list per n-gram: 75,000 small lists woke Python's
+            # cyclic garbage collector over a run's whole heap (0.3 s of a 0.35 s load); the same words either way
+            flat = " ".join(grams).split(" ") if grams else []
             self.word_ids = {w: i for i, w in enumerate(sorted(set(flat)))}
-            lens = np.fromiter(map(len, split), np.int64, len(split))
+            lens = np.fromiter((g.count(" ") + 1 for g in grams), np.int64, len(grams))
             units = np.fromiter(map(self.word_ids.__getitem__, flat), np.int64, len(flat))
         else:
             lens = np.fromiter(map(len, grams), np.int64, len(grams))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -276,3 +278,69 @@ def test_shared_load_reuses_the_object_until_the_folder_changes(tfidf, tmp_path)
     assert again is not first and again.labels == first.labels
     texts = ["质量很好", "太差了"]
     np.testing.assert_allclose(again.predict_proba(texts), tfidf.predict_proba(texts))
+
+
+def test_shared_load_is_kept_when_only_a_sidecar_is_written(tfidf, tmp_path):
+    """The drift profile and the training fingerprint are written into the shipped folder after the evaluation
+    loaded it; they are no part of the model, so the stages after them keep the loaded object. Their names are the
+    ones the writers use."""
+    from textcls_core.dataset.fingerprint import FINGERPRINT_FILE, build_fingerprint, save_fingerprint
+    from textcls_core.evaluation.drift import PROFILE_FILE
+    from textcls_core.modeling.classifiers import SIDECAR_FILES
+
+    assert SIDECAR_FILES == {PROFILE_FILE, FINGERPRINT_FILE}
+    folder = tfidf.save(tmp_path / "m")
+    first = load_classifier(folder, shared=True)
+    save_fingerprint(folder, build_fingerprint(["质量很好"], ["太差了"]))
+    (folder / PROFILE_FILE).write_text("{}", encoding="utf-8")
+    assert (folder / FINGERPRINT_FILE).is_file()
+    assert load_classifier(folder, shared=True) is first
+    import os
+
+    arrays = (folder / "arrays.npz").stat()  # a model file rewritten: loaded again
+    os.utime(folder / "arrays.npz", ns=(arrays.st_atime_ns, arrays.st_mtime_ns + 10**9))
+    assert load_classifier(folder, shared=True) is not first
+
+
+class _Counting(TfidfClassifier):
+    """A tfidf_lr model that counts the texts it was asked to score."""
+
+    scored = 0
+
+    @classmethod
+    def of(cls, clf: TfidfClassifier) -> "_Counting":
+        return cls(**{f.name: getattr(clf, f.name) for f in dataclasses.fields(clf)})
+
+    def predict_proba(self, texts, batch_size=256):
+        self.scored += len(texts)
+        return super().predict_proba(texts, batch_size)
+
+    def predict_proba_oov(self, texts):
+        self.scored += len(texts)
+        return super().predict_proba_oov(texts)
+
+
+def test_a_shipped_baseline_is_scored_once_and_gives_the_models_numbers(tfidf):
+    """When tfidf_lr ships, the evaluation's model and baseline are one object: the baseline's test and validation
+    metrics are the model's own, and each split is scored once (plus the latency pass), not twice. A different
+    baseline object is still scored on its own."""
+    from textcls_core.evaluation.assessment import assess_classifier, validation_metrics
+    from textcls_core.runtime.config import EvaluateConfig
+
+    _, _, va, yva = _data()
+    frame = pd.DataFrame({"text": va, "label": [LABELS[i] for i in yva], "row_id": range(len(va))})
+    cfg = EvaluateConfig(label_error_folds=0, latency_samples=0)
+    shipped = _Counting.of(tfidf)
+    ev = assess_classifier(shipped, frame, cfg, shipped, None, None, 0, _NullLog())
+    assert ev.baseline["accuracy"] == ev.metrics["accuracy"] and ev.baseline["macro_f1"] == ev.metrics["macro_f1"]
+    assert shipped.scored == 2 * len(va)  # the evaluation, then the latency pass; no second baseline pass
+    val = validation_metrics(shipped, frame, shipped, cfg)
+    assert val["baseline_val_accuracy"] == val["val_accuracy"] and shipped.scored == 3 * len(va)
+    other = _Counting.of(tfidf)
+    val_other = validation_metrics(shipped, frame, other, cfg)
+    assert other.scored == len(va) and val_other == val
+
+
+class _NullLog:
+    def info(self, *args):
+        pass
