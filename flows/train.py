@@ -79,7 +79,7 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
         tags = {"dataset_sha256": split["dataset_sha256"], "mlflow_run_id": tracking["run_id"],
                 "prefect_flow_run_id": tracking.get("prefect_flow_run_id", "")}
         package = package_task(model_dir, evaluation["metrics"], evaluation["per_class"], config, tracking, tags,
-                               split["paths"])
+                               split["paths"], predictions=evaluation.get("predictions_path"))
         summary = summary_task(tracking, analysis, cleaning, split, trained, evaluation, package, summary_path, stress=stress,
                                candidates=candidates)
         train_artifacts_task(tracking, cleaning, evaluation, package)  # tables, links and events on the flow run

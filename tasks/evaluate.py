@@ -25,6 +25,7 @@ from textcls_core.dataset.split import hash_frame
 from textcls_core.evaluation.assemble import flat_metrics, write_evaluation
 from textcls_core.evaluation.assessment import assess_classifier, validation_metrics
 from textcls_core.modeling.classifiers import load_classifier
+from textcls_core.registry.gate_inputs import save_predictions
 from textcls_core.registry.tracking_names import data_name
 from textcls_core.runtime.config import DataConfig, EvaluateConfig
 from textcls_core.runtime.errors import DataError
@@ -73,6 +74,8 @@ def evaluate_task(model_dir: str, split_paths: dict[str, str], eval_cfg: Evaluat
     if candidates:
         ev.extra["candidates"] = {k: candidates[k] for k in ("table", "chosen_name", "reason", "notes")}
     out = publish_evaluation(ev, Path(tracking["run_dir"]) / "evaluation", "textcls evaluation (test split)", eval_cfg, tracking)
+    out["predictions_path"] = str(save_predictions(Path(tracking["run_dir"]) / "gate", split_paths["test"], ev.predicted,
+                                                   ev.champion_predicted, champ_version))
     val_metrics = validation_metrics(clf, val, baseline, eval_cfg)  # the gate's not-worse-than-baseline check (#10)
     log_metrics_now(tracking, {k: v for k, v in val_metrics.items() if k.startswith("baseline_")})  # val_* has the epoch history
     out["metrics"] = out["metrics"] | val_metrics

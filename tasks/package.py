@@ -39,6 +39,7 @@ from textcls_core.dataset.read import read_dataset
 from textcls_core.evaluation.stress import flip_rate_checks, read_flip_rates
 from textcls_core.modeling.classifiers import load_classifier
 from textcls_core.registry.gate import ALREADY_CHAMPION, NO_CHAMPION, Comparison, GateResult, compare_on_rows, decide_promotion
+from textcls_core.registry.gate_inputs import SavedPredictions
 from textcls_core.registry.model_card import CardFacts, registered_model_card, version_card
 from textcls_core.runtime.config import Config
 from textcls_core.runtime.errors import DataError
@@ -147,11 +148,14 @@ def _card(name: str, version: str, alias: str, cfg: Config, candidate: Any, metr
 
 @task(name="package", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def package_task(model_dir: str, metrics: dict[str, float], per_class: dict[str, dict], cfg: Config,
-                 tracking: RunContext, tags: dict[str, str], split_paths: dict[str, str] | None = None) -> Package:
+                 tracking: RunContext, tags: dict[str, str], split_paths: dict[str, str] | None = None,
+                 predictions: str | None = None) -> Package:
     """Log + register; `champion` only when every gate check passes, else `challenger`, reasons recorded.
 
     split_paths: the run's train/val/test Parquet files: train+val make the version's training fingerprint, the
     test split is where candidate and champion are compared (unless registry.eval_set is set).
+    predictions: the evaluation's per-row predictions of the test split (registry/gate_inputs.py); the gate uses
+    them instead of scoring the split again, the champion's only when they were made by the champion it compares.
     """
     mark_stage("package")  # watchdog: this stage's time bound starts now
     log = get_run_logger()
@@ -197,12 +201,23 @@ def package_task(model_dir: str, metrics: dict[str, float], per_class: dict[str,
         rows, where = pd.read_parquet(split_paths["test"]), "test split"
     else:
         rows, where = pd.DataFrame({"text": [], "label": []}), "no rows (no split given)"
-    rows = rows[rows["label"].astype(str).isin(labels)].reset_index(drop=True)
+    keep = rows["label"].astype(str).isin(labels).to_numpy()
+    saved = SavedPredictions(predictions if split_paths and not reg.eval_set else None,
+                             (split_paths or {}).get("test"), len(keep))
+    rows = rows[keep].reset_index(drop=True)
     texts = rows["text"].astype(str).tolist()  # matched against fingerprints (the cleaned text both were built from)
     inputs = rows["raw_text"].astype(str).tolist() if "raw_text" in rows.columns else texts  # what the models are given
     y = np.array([labels.index(str(v)) for v in rows["label"]], dtype=np.int64)
     batch = cfg.evaluate.batch_size
-    cand_pred = _predicted_ids(candidate, inputs, labels, batch) if texts else np.zeros(0, dtype=np.int64)
+    position = {n: i for i, n in enumerate(labels)}
+
+    def ids(predicted: np.ndarray) -> np.ndarray:  # saved labels -> indices into labels (-1: a class it lacks)
+        return np.array([position.get(str(n), -1) for n in predicted[keep]], dtype=np.int64)
+
+    if saved.model is not None:
+        cand_pred = ids(saved.model)
+    else:
+        cand_pred = _predicted_ids(candidate, inputs, labels, batch) if texts else np.zeros(0, dtype=np.int64)
     cand_fp = load_fingerprint(model_dir)
     compared: dict[str | None, tuple[Comparison, Any]] = {}
 
@@ -220,7 +235,11 @@ def package_task(model_dir: str, metrics: dict[str, float], per_class: dict[str,
                     basis = f"{where}; overlap unknown: v{champ_version} has no training fingerprint"
                 else:
                     basis = f"{where} minus v{champ_version}'s training texts" + (" and this run's" if reg.eval_set else "")
-                champ_pred = _predicted_ids(champion, inputs, labels, batch) if texts else np.zeros(0, dtype=np.int64)
+                scored = saved.for_champion(champ_version)  # the evaluation's, when it scored this same version
+                if scored is not None:
+                    champ_pred = ids(scored)
+                else:
+                    champ_pred = _predicted_ids(champion, inputs, labels, batch) if texts else np.zeros(0, dtype=np.int64)
                 comparison = compare_on_rows(y, cand_pred, champ_pred, shared, len(labels), champ_version, basis,
                                              champ_fp is not None, metric.removeprefix("test_"), reg.min_shared_rows,
                                              reg.bootstrap_samples, reg.confidence, reg.min_improvement)

@@ -106,6 +106,7 @@ class Evaluation(TypedDict, total=False):
     relabel_queue_path: str | None
     n_test: int
     champion_version: str | None
+    predictions_path: str  # <run>/gate/predictions.npz: per test row, the model's and the champion's predicted label
 
 
 class Stress(TypedDict):

@@ -93,14 +93,16 @@ def env(store, tmp_path, request):
         run_dir.mkdir()
         return {"run_id": client.create_run(exp).info.run_id, "tracking_uri": uri, "experiment_id": exp, "run_dir": str(run_dir)}
 
-    def package(model: str, split: dict | None, cfg=cfg, metrics: dict | None = None, tracking: dict | None = None):
+    def package(model: str, split: dict | None, cfg=cfg, metrics: dict | None = None, tracking: dict | None = None,
+                predictions: str | None = None):
         """One package step in a fresh MLflow run (as one flow run would), metrics as evaluate would give them."""
         tracking = tracking or new_tracking()
         m = {"test_macro_f1": 0.9, "test_accuracy": 0.9, "val_macro_f1": 0.9, "baseline_val_macro_f1": 0.9} | (metrics or {})
         folder = tmp_path / f"pkg-{tracking['run_id'][:8]}"  # each run ships its own folder (the fingerprint goes in it)
         if not folder.exists():
             shutil.copytree(models[model], folder)
-        return package_task.fn(str(folder), m, {"negative": {"f1": 0.9}, "positive": {"f1": 0.9}}, cfg, tracking, {}, split)
+        return package_task.fn(str(folder), m, {"negative": {"f1": 0.9}, "positive": {"f1": 0.9}}, cfg, tracking, {}, split,
+                               predictions=predictions)
 
     return {"cfg": cfg, "client": MlflowClient(uri), "uri": uri, "package": package, "split": store["split"], "tmp": tmp_path,
             "name": name, "new_tracking": new_tracking}
@@ -338,3 +340,28 @@ def test_the_champion_is_downloaded_once_for_the_evaluation_and_the_gate(env, mo
     assert load_version(env["name"], "1", env["uri"], shared=True)[0] is champion
     assert load_version(env["name"], "1", env["uri"])[0] is not champion and downloads == ["1", "1"]
     assert champion_classifier(env["name"], env["uri"])[0] == "2" and downloads == ["1", "1", "2"]
+
+
+def test_the_gate_uses_the_evaluations_predictions_of_the_same_rows_and_champion(env):
+    """The evaluation saves each test row's predicted label for the model and the champion it scored; the gate
+    compares those instead of scoring the split again. The champion's are used only when they were made by the
+    champion the gate compares, and a file made from other rows is not used at all."""
+    from textcls_core.registry.gate_inputs import save_predictions
+
+    env["package"]("flawed", env["split"])  # v1, the champion
+    test = pd.read_parquet(env["split"]["test"])
+    truth = test["label"].astype(str).tolist()
+    saved = save_predictions(env["tmp"] / "gate", env["split"]["test"], truth, ["negative"] * len(test), "1")
+    # the file says: the candidate is right on every row, the champion answers "negative" everywhere
+    r = env["package"]("flawed", env["split"], predictions=str(saved))
+    assert r["gate.candidate"] == 1.0 and r["gate.champion"] == pytest.approx(1 / 3, abs=1e-9)  # F1 2/3 and 0
+    assert r["alias"] == "champion"
+    # the champion is now v2; a file whose champion part was made by v1 gives only the candidate's rows
+    again = env["package"]("flawed", env["split"], predictions=str(saved))
+    assert again["gate.candidate"] == 1.0 and again["gate.champion_version"] == "2"
+    scored = env["package"]("flawed", env["split"])  # no file: both scored here
+    assert again["gate.champion"] == pytest.approx(scored["gate.candidate"])  # v2 (flawed), scored by the gate itself
+    assert scored["gate.candidate"] < 1.0
+    other = save_predictions(env["tmp"] / "gate-other", env["split"]["train"], truth, None, None)  # other rows: ignored
+    ignored = env["package"]("flawed", env["split"], predictions=str(other))
+    assert ignored["gate.candidate"] == pytest.approx(scored["gate.candidate"]) and ignored["gate.candidate"] < 1.0

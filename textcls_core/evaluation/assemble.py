@@ -48,6 +48,10 @@ class Evaluation:
     relabel_queue: pd.DataFrame | None = None
     latency: dict[str, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # per row of the frame, the label each model predicted (the champion's from its own classes); the promotion
+    # gate compares the same two columns instead of scoring the test split again
+    predicted: list[str] | None = None
+    champion_predicted: list[str] | None = None
 
 
 def measure_latency(predict: Callable[[list[str]], Any], texts: Sequence[str], single: int = 200) -> dict[str, float]:

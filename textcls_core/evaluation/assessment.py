@@ -24,12 +24,19 @@ def label_ids(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
 
 def aligned_proba(clf: Any, texts: list[str], labels: list[str], batch_size: int) -> np.ndarray:
     """Probabilities of `clf` re-ordered to `labels` (a class it does not know gets 0)."""
-    probs = clf.predict_proba(texts, batch_size)
-    out = np.zeros((len(texts), len(labels)))
-    for j, name in enumerate(clf.labels):
+    return _align(clf.predict_proba(texts, batch_size), clf.labels, labels)
+
+
+def _align(probs: np.ndarray, own: list[str], labels: list[str]) -> np.ndarray:
+    out = np.zeros((len(probs), len(labels)))
+    for j, name in enumerate(own):
         if name in labels:
             out[:, labels.index(name)] = probs[:, j]
     return out
+
+
+def _argmax_labels(probs: np.ndarray, labels: list[str]) -> list[str]:
+    return [labels[i] for i in probs.argmax(axis=1)] if len(probs) else []
 
 
 def assess_classifier(clf: Any, test: pd.DataFrame, eval_cfg: EvaluateConfig, baseline: Any | None,
@@ -56,9 +63,14 @@ def assess_classifier(clf: Any, test: pd.DataFrame, eval_cfg: EvaluateConfig, ba
             raise ValueError(f"out-of-fold probabilities of shape {oof.shape} for {len(label_pool)} rows and {len(labels)} labels")
         relabel = find_suspect_labels(label_pool, pool_y, oof, labels, source_sha256)
         log.info("evaluate: %d suspected label errors in %d rows", len(relabel), len(label_pool))
-    champion_probs = aligned_proba(champion, raw, labels, eval_cfg.batch_size) if champion is not None else None
+    champion_probs, champion_predicted = None, None
+    if champion is not None:
+        own = champion.predict_proba(raw, eval_cfg.batch_size)
+        champion_probs, champion_predicted = _align(own, champion.labels, labels), _argmax_labels(own, champion.labels)
     latency = measure_latency(lambda t: clf.predict_proba(t, eval_cfg.batch_size), raw, eval_cfg.latency_samples)
-    return build_evaluation(test, y, probs, labels, oov, baseline_probs, champion_probs, relabel, latency)
+    ev = build_evaluation(test, y, probs, labels, oov, baseline_probs, champion_probs, relabel, latency)
+    ev.predicted, ev.champion_predicted = _argmax_labels(probs, labels), champion_predicted
+    return ev
 
 
 def _baseline_proba(clf: Any, probs: np.ndarray, baseline: Any | None, raw: list, batch_size: int) -> np.ndarray | None:
