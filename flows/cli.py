@@ -80,58 +80,88 @@ def print_summary(s: dict[str, Any]) -> None:
 
 
 def _prepare_env(args: argparse.Namespace) -> None:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    _default_env()
     import prefect  # noqa: F401  (configures Prefect's logging, which the filter below attaches to)
 
     if not args.debug:
         _quiet_prefect_user_errors()
 
 
-class _EarlyServer:
-    """Prefect's temporary server, started before the flow's modules are imported.
+def _default_env() -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-    With no PREFECT_API_URL, Prefect starts a temporary server (a uvicorn subprocess, about 9 s on 2 cores) on the
-    flow's first API call, after this process has spent about 6 s importing torch, transformers and MLflow. Started
-    here first, the two overlap. It is the same command and environment Prefect's SubprocessASGIServer uses; the flow
-    reaches it through PREFECT_API_URL (`settings()`), and it is stopped when the command ends, like Prefect's own."""
+
+class _EarlyServer:
+    """Prefect's temporary server, started before this process imports Prefect and the flow's modules.
+
+    With no PREFECT_API_URL, Prefect starts a temporary server (a uvicorn subprocess, about 6-9 s on 2 cores) on the
+    flow's first API call, after this process has spent about 8 s importing Prefect, torch, MLflow and scikit-learn.
+    Started here first, the two overlap. It is the same command and environment Prefect's SubprocessASGIServer uses;
+    the flow reaches it through PREFECT_API_URL (`settings()`), and it is stopped when the command ends, like
+    Prefect's own.
+
+    It starts when the environment has no PREFECT_API_URL; Prefect's other sources of that setting (a profile,
+    prefect.toml) are read once Prefect is imported, and `confirm()` then stops it if one of them names a server.
+    A thread waits for it to answer and sends it a flow and a flow-run query, so that its first requests (database
+    engine, query compilation: about 1 s) are behind it before the flow's own."""
 
     def __init__(self) -> None:
-        import prefect
-        from prefect.settings import get_current_settings
+        import importlib.util
+        import threading
 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/api"
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
-               **get_current_settings().to_environment_variables(exclude_unset=True)}
+        _default_env()
+        app_dir = Path(importlib.util.find_spec("prefect").origin).parent.parent  # site-packages, Prefect not imported
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"], env=env)
         atexit.register(self.stop)
+        self.ready = threading.Event()
+        threading.Thread(target=self._warm_up, name="prefect-server-warm-up", daemon=True).start()
 
     @classmethod
     def start_if_needed(cls) -> "_EarlyServer | None":
+        return None if os.environ.get("PREFECT_API_URL") else cls()
+
+    def confirm(self) -> "_EarlyServer | None":
+        """Once Prefect is imported: None (and stopped) when its settings name a server after all."""
         from prefect.settings import PREFECT_API_URL
 
-        return None if PREFECT_API_URL.value() else cls()
+        if PREFECT_API_URL.value():
+            self.stop()
+            return None
+        return self
 
-    def wait(self, timeout_s: float = 120.0) -> None:
+    def _warm_up(self, timeout_s: float = 120.0) -> None:
         import httpx
 
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(base_url=self.url, timeout=5) as client:
+            while time.monotonic() < deadline and self.process.poll() is None:
+                try:
+                    if client.get("/health").status_code == 200:
+                        self.ready.set()
+                        client.post("/flows/filter", json={"limit": 1})
+                        client.post("/flow_runs/filter", json={"limit": 1})
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+
+    def wait(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"Prefect's temporary server exited with code {self.process.returncode} while starting")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    logging.getLogger("prefect").info("Started temporary server on %s", self.url.removesuffix("/api"))
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+            if self.ready.wait(0.1):
+                logging.getLogger("prefect").info("Started temporary server on %s", self.url.removesuffix("/api"))
+                return
         raise RuntimeError(f"Prefect's temporary server did not answer on {self.url} within {timeout_s:.0f} s")
 
     def settings(self):  # noqa: ANN201  (a Prefect settings context manager)
@@ -150,6 +180,22 @@ class _EarlyServer:
 
 
 _SERVER: list[_EarlyServer] = []
+
+
+def _start_server() -> _EarlyServer | None:
+    server = _EarlyServer.start_if_needed()
+    if server is not None:
+        _SERVER.append(server)
+    return server
+
+
+def _confirm(server: _EarlyServer | None) -> _EarlyServer | None:
+    if server is None:
+        return None
+    confirmed = server.confirm()
+    if confirmed is None:
+        _SERVER.remove(server)
+    return confirmed
 
 
 def _api(server: _EarlyServer | None) -> contextlib.AbstractContextManager:
@@ -178,11 +224,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         cfg, resume_run_id = resolve_resume(args.resume, resolve_tracking_uri(cfg.tracking.uri))
     preflight(cfg)  # data, gate files, pretrained folder: before a server or run starts (the flow checks again)
-    _prepare_env(args)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    server = _EarlyServer.start_if_needed()  # starts while the flow's modules import
-    if server is not None:
-        _SERVER.append(server)
+    server = _start_server()  # starts while Prefect and the flow's modules import
+    _prepare_env(args)
+    server = _confirm(server)
     from flows.train import train_text_classifier
 
     if server is not None:
@@ -211,11 +256,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
                  *(["tune.final_run=false"] if args.no_final_run else [])]
     cfg = load_config(args.config, overrides)  # the space, tune.parallel and every key checked before any server starts
     preflight(cfg)
-    _prepare_env(args)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    server = _EarlyServer.start_if_needed()  # starts while the flow's modules import
-    if server is not None:
-        _SERVER.append(server)
+    server = _start_server()  # starts while Prefect and the flow's modules import
+    _prepare_env(args)
+    server = _confirm(server)
     from flows.tune import tune_text_classifier
 
     with _api(server):

@@ -309,6 +309,11 @@ def _perturb_and_predict(texts: list[str], name: str, cfg: StressConfig, seed: i
     return perturbed, _predict_by_length(_WORKER["clf"], perturbed, batch_size)
 
 
+def _expected_chars(name: str, texts: list[str], cfg: StressConfig) -> int:
+    """About how many characters a perturbation gives the model (its cost): very_long makes every text long_chars."""
+    return len(texts) * cfg.long_chars if name == "very_long" else sum(map(len, texts))
+
+
 def _perturbed_predictions(clf: ProbaClassifier, texts: list[str], names: list[str], cfg: StressConfig, seed: int,
                            batch_size: int, workers: int, model_dir: str,
                            on_pool: Callable[[Any], None] | None = None) -> Iterator[tuple[str, list[str], np.ndarray]]:
@@ -329,8 +334,11 @@ def _perturbed_predictions(clf: ProbaClassifier, texts: list[str], names: list[s
                              initializer=_init_worker, initargs=(model_dir,)) as pool:
         if on_pool is not None:
             on_pool(pool)
-        futures = [pool.submit(_perturb_and_predict, texts, name, cfg, seed, batch_size) for name in names]
-        for name, future in zip(names, futures):
+        # the largest first, so the pool's workers finish together (very_long, 1,000 x long_chars characters, last in
+        # the list, took 2.4 of the 7.5 s alone and kept one worker busy while the other had nothing left)
+        futures = {name: pool.submit(_perturb_and_predict, texts, name, cfg, seed, batch_size)
+                   for name in sorted(names, key=lambda n: -_expected_chars(n, texts, cfg))}
+        for name, future in ((n, futures[n]) for n in names):
             perturbed, probs = future.result()
             yield name, perturbed, probs
 
