@@ -96,8 +96,8 @@ class _GramIndex:
         self.word_ids: dict[str, int] = {}
         grams, cols = list(vocab), np.fromiter(vocab.values(), np.int64, len(vocab))
         if kind == "word":
-            # the words of every n-gram, end to end, without a list per n-gram: 75,000 small lists woke Python's
-            # cyclic garbage collector over a run's whole heap (0.3 s of a 0.35 s load); the same words either way
+            # the words of every n-gram, end to end, without a list per n-gram (the same words): with 75,741 word
+            # n-grams in a process that has imported the flow, 0.03 s instead of 0.29 s, most of it garbage collection
             flat = " ".join(grams).split(" ") if grams else []
             self.word_ids = {w: i for i, w in enumerate(sorted(set(flat)))}
             lens = np.fromiter((g.count(" ") + 1 for g in grams), np.int64, len(grams))

@@ -129,9 +129,9 @@ def predictions(logits: torch.Tensor) -> torch.Tensor:
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW; no weight decay on biases, norms and other 1-D parameters.
 
-    CUDA: the fused kernel. Elsewhere the multi-tensor (foreach) update: torch picks the per-tensor Python loop for
-    CPU tensors, which took 6-7 of a TextCNN step's 24 ms; foreach gives the same weights bit for bit in about half
-    that time (benchmarks/optimizer_step.py)."""
+    CUDA: the fused kernel. Elsewhere the multi-tensor (foreach) update: for CPU tensors torch picks its per-tensor
+    loop, 4.8 ms of a default-size TextCNN step's ~23 ms; foreach takes 3.6 ms and gives the same weights and Adam
+    moments bit for bit (benchmarks/optimizer_step.py, RESULTS session 9)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
