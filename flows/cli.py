@@ -95,16 +95,16 @@ def _default_env() -> None:
 class _EarlyServer:
     """Prefect's temporary server, started before this process imports Prefect and the flow's modules.
 
-    With no PREFECT_API_URL, Prefect starts a temporary server (a uvicorn subprocess, about 6-9 s on 2 cores) on the
-    flow's first API call, after this process has spent about 8 s importing Prefect, torch, MLflow and scikit-learn.
+    With no PREFECT_API_URL, Prefect starts a temporary server (a uvicorn subprocess, about 6 s on 2 cores) on the
+    flow's first API call, after this process has spent about 7-9 s importing Prefect, torch, MLflow and scikit-learn.
     Started here first, the two overlap. It is the same command and environment Prefect's SubprocessASGIServer uses;
     the flow reaches it through PREFECT_API_URL (`settings()`), and it is stopped when the command ends, like
     Prefect's own.
 
     It starts when the environment has no PREFECT_API_URL; Prefect's other sources of that setting (a profile,
     prefect.toml) are read once Prefect is imported, and `confirm()` then stops it if one of them names a server.
-    A thread waits for it to answer and sends it a flow and a flow-run query, so that its first requests (database
-    engine, query compilation: about 1 s) are behind it before the flow's own."""
+    A thread waits for it to answer, then sends it a flow and a flow-run query while this process is still importing,
+    so that a new server's first database queries are not the flow's."""
 
     def __init__(self) -> None:
         import importlib.util
