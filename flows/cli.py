@@ -95,7 +95,7 @@ def _default_env() -> None:
 class _EarlyServer:
     """Prefect's temporary server, started before this process imports Prefect and the flow's modules.
 
-    With no PREFECT_API_URL, Prefect starts a temporary server (a uvicorn subprocess, about 6 s on 2 cores) on the
+    With no PREFECT_API_URL, Prefect starts a temporary server (a uvicorn subprocess, 6-8 s on 2 cores) on the
     flow's first API call, after this process has spent about 7-9 s importing Prefect, torch, MLflow and scikit-learn.
     Started here first, the two overlap. It is the same command and environment Prefect's SubprocessASGIServer uses;
     the flow reaches it through PREFECT_API_URL (`settings()`), and it is stopped when the command ends, like
