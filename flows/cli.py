@@ -95,9 +95,10 @@ def _default_env() -> None:
 class _EarlyServer:
     """Prefect's temporary server, started before this process imports Prefect and the flow's modules.
 
-    With no PREFECT_API_URL, Prefect starts a temporary server (a uvicorn subprocess, 6-8 s on 2 cores) on the
-    flow's first API call, after this process has spent about 7-9 s importing Prefect, torch, MLflow and scikit-learn.
-    Started here first, the two overlap. It is the same command and environment Prefect's SubprocessASGIServer uses;
+    With no PREFECT_API_URL, Prefect starts a temporary server (a uvicorn subprocess that takes seconds to start) on
+    the flow's first API call, after this process has spent seconds more importing Prefect, torch, MLflow and
+    scikit-learn. Started here first, the two overlap (start-up and exit: 12.6 -> 10.0 s, benchmarks/RESULTS.md,
+    session 9). It is the same command and environment Prefect's SubprocessASGIServer uses;
     the flow reaches it through PREFECT_API_URL (`settings()`), and it is stopped when the command ends, like
     Prefect's own.
 
