@@ -3,7 +3,8 @@ single candidate and the issue's reference (word 1-2-gram TF-IDF + logistic regr
 
 For each (rows, seed): clean the built-in corpus as the pipeline does, take a stratified slice of `rows` rows (0 =
 all), split with the seed, and run the same core code as the candidates stage: the config's network (trained with
-model selection on val), tfidf_lr (settings picked on val), their ensemble (weight fit on val, its val score
+model selection on val), tfidf_lr (settings picked on val; with model.tfidf_refit, then fitted again on train + val,
+its val scores staying the train-only fit's), their ensemble (weight fit on val, its val score
 cross-fitted), the choice on validation (train.select_metric). Prints val and test macro-F1 per candidate, the
 chosen one, and mean +- std per setting; --json writes every row.
 
@@ -32,7 +33,7 @@ from textcls_core.dataset.split import class_labels, split_dataset
 from textcls_core.modeling.ensemble import crossfit_proba, fit_weight
 from textcls_core.modeling.networks import build_model, min_batch_len
 from textcls_core.modeling.predictor import TextClassifier
-from textcls_core.modeling.tfidf import TfidfSettings, fit_tfidf_lr, word_ngrams
+from textcls_core.modeling.tfidf import TfidfSettings, fit_tfidf_lr, refit_tfidf_lr, word_ngrams
 from textcls_core.runtime.config import Config, load_config
 from textcls_core.text.batching import EncodedDataset, collate_batch
 from textcls_core.text.encoders import TextEncoder, WordEncoder
@@ -84,7 +85,11 @@ def run_case(kept: pd.DataFrame, rows: int, seed: int, cfg: Config) -> dict:
     tfidf = fit_tfidf_lr(prepared["train"], y["train"], prepared["val"], y["val"], labels, cfg.clean,
                          TfidfSettings(m.tfidf_char_ngrams, m.tfidf_word_ngrams, m.tfidf_min_df, cfg.tokenize.max_len),
                          m.tfidf_features, m.tfidf_c, cfg.train.select_metric, words=(words["train"], words["val"]), prepared=True)
-    probs["tfidf_lr"] = {k: tfidf.proba_from_features(tfidf.features(prepared[k], words[k])) for k in ("val", "test")}
+    probs["tfidf_lr"] = {"val": tfidf.proba_from_features(tfidf.features(prepared["val"], words["val"]))}
+    if m.tfidf_refit:  # as run_tfidf_job: the shipped tfidf_lr is fitted again on train + val; val scores stay train-only
+        tfidf = refit_tfidf_lr(tfidf, prepared["train"] + prepared["val"], np.concatenate([y["train"], y["val"]]),
+                               words["train"] + words["val"], prepared=True)
+    probs["tfidf_lr"]["test"] = tfidf.proba_from_features(tfidf.features(prepared["test"], words["test"]))
 
     # the ensemble: weight on val by log loss; its val probabilities cross-fitted
     w = fit_weight(probs["model"]["val"], probs["tfidf_lr"]["val"], y["val"])

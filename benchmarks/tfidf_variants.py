@@ -16,15 +16,13 @@ import time
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from textcls_core.candidates import score
-from textcls_core.clean import clean_dataset, prepare_texts
-from textcls_core.config import load_config
-from textcls_core.data import read_dataset
-from textcls_core.split import split_dataset
-from textcls_core.tfidf_model import TfidfSettings, fit_tfidf_lr, word_ngrams
-from textcls_core.tokenize import segment_texts
 
 from benchmarks.candidates import split_case
+from textcls_core.dataset.clean import clean_dataset
+from textcls_core.dataset.read import read_dataset
+from textcls_core.modeling.tfidf import TfidfSettings, fit_tfidf_lr, word_ngrams
+from textcls_core.runtime.config import load_config
+from textcls_core.training.candidates import score
 
 VARIANTS = {  # name -> (char n, word n, min_df, feature sets, C values)
     "default": (3, 2, 2, ["char+word", "char", "word"], [1.0, 4.0, 16.0]),

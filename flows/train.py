@@ -73,7 +73,8 @@ def train_text_classifier(config: Config = Config(), summary_path: str | None = 
                                       config.run.seed, tracking, workers=cpus)  # its worker processes run beside evaluation
         evaluation = evaluate_task(model_dir, split["paths"], config.evaluate, config.registry.model_name,
                                    config.run.seed, tracking, source_path=config.data.path, candidates=candidates)
-        profile_task(model_dir, split["paths"], config.monitor, config.run.seed, tracking)  # ships in the model folder
+        profile_task(model_dir, split["paths"], config.monitor, config.run.seed, tracking,  # ships in the model folder
+                     reference=candidates.get("val_reference"))
         stress = stress_task(model_dir, split["paths"]["test"], config.stress, config.evaluate.batch_size,
                              config.run.seed, tracking, workers=cpus, started=stressing)  # before package: registry.max_flip_rate gates on its stress.json
         tags = {"dataset_sha256": split["dataset_sha256"], "mlflow_run_id": tracking["run_id"],

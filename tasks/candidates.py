@@ -150,8 +150,10 @@ def candidates_task(split_paths: dict[str, str], network_dir: str | None, model_
             oof_path = run_dir / "candidates" / "label_error_oof.npz"
             np.savez(oof_path, oof=outcome.oof)
         shutil.rmtree(run_dir / "candidates" / "side", ignore_errors=True)  # its model and arrays are copied above
-        facts["tfidf_lr"] = {"features": tfidf.settings.features, "c": tfidf.settings.c, "search": tfidf.search}
-        log.info("candidates: tfidf_lr picked features %s, C %g on validation", tfidf.settings.features, tfidf.settings.c)
+        facts["tfidf_lr"] = {"features": tfidf.settings.features, "c": tfidf.settings.c, "search": tfidf.search,
+                             "fitted_on": tfidf.fitted_on}
+        log.info("candidates: tfidf_lr picked features %s, C %g on validation%s", tfidf.settings.features, tfidf.settings.c,
+                 "; refitted on train + validation" if tfidf.fitted_on == "train+val" else "")
     val_probs = {name: probs[name]["val"] for name in probs}
     if "ensemble" in plan.candidates and network is not None and tfidf is not None:
         w = fit_weight(probs["model"]["val"], probs["tfidf_lr"]["val"], y["val"])
@@ -169,11 +171,20 @@ def candidates_task(split_paths: dict[str, str], network_dir: str | None, model_
     chosen, reason = choose_candidate({c: rows[c]["val"] for c in compared}, select_metric, names, se)
     if "ensemble" in rows:
         rows["ensemble"]["val_note"] = "cross-fitted: each half of validation scored with the weight fit on the other half"
+    notes = list(plan.notes)
+    if tfidf is not None and tfidf.fitted_on == "train+val":
+        notes.append("tfidf_lr: validation picked its features and C with a fit on train (its validation scores); the "
+                     "tfidf_lr that ships, alone or in the ensemble, was then fitted again on train + validation "
+                     "(model.tfidf_refit), and its test scores are that model's")
+    reference = run_dir / "candidates" / "val_reference.npz"  # out-of-sample: the gate's and the drift profile's
+    reference.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(reference, probs=val_probs[chosen],
+             **({"oov": outcome.val_oov} if chosen == "tfidf_lr" and tfidf is not None and outcome.val_oov is not None else {}))
     table = [{"candidate": c, "name": names[c], "chosen": c == chosen, "compared": c in compared, "model_dir": dirs[c],
               **{f"val_{k}": rows[c]["val"][k] for k in ("accuracy", "macro_f1", "log_loss", "roc_auc")},
               **{f"test_{k}": rows[c]["test"][k] for k in ("accuracy", "macro_f1", "log_loss", "roc_auc")}} for c in probs]
     report = {"chosen": chosen, "chosen_name": names[chosen], "reason": reason, "select_metric": select_metric,
-              "notes": plan.notes, "table": table, "details": facts, "standard_errors": se}
+              "notes": notes, "table": table, "details": facts, "standard_errors": se}
     path = run_dir / "reports" / "candidates.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=float), encoding="utf-8")
@@ -185,11 +196,11 @@ def candidates_task(split_paths: dict[str, str], network_dir: str | None, model_
     log_metrics_now(tracking, metrics)
     client_for(tracking["tracking_uri"]).set_tag(tracking["run_id"], "textcls.candidate", names[chosen])
     log.info("candidates: ships %s (%s)", names[chosen], reason)
-    for note in plan.notes:
+    for note in notes:
         log.info("candidates: %s", note)
     return {"chosen": chosen, "chosen_name": names[chosen], "model_dir": dirs[chosen], "reason": reason,
-            "baseline_dir": dirs.get("tfidf_lr"), "table": table, "notes": plan.notes, "path": str(path),
-            "oof_path": str(oof_path) if oof_path else None}
+            "baseline_dir": dirs.get("tfidf_lr"), "table": table, "notes": notes, "path": str(path),
+            "oof_path": str(oof_path) if oof_path else None, "val_reference": str(reference)}
 
 
 

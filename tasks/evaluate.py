@@ -23,7 +23,7 @@ from textcls_core.dataset.read import read_dataset
 from textcls_core.dataset.relabel import source_file_sha256
 from textcls_core.dataset.split import hash_frame
 from textcls_core.evaluation.assemble import flat_metrics, write_evaluation
-from textcls_core.evaluation.assessment import assess_classifier, validation_metrics
+from textcls_core.evaluation.assessment import assess_classifier, candidate_val_metrics, validation_metrics
 from textcls_core.modeling.classifiers import load_classifier
 from textcls_core.registry.gate_inputs import save_predictions
 from textcls_core.registry.tracking_names import data_name
@@ -76,7 +76,10 @@ def evaluate_task(model_dir: str, split_paths: dict[str, str], eval_cfg: Evaluat
     out = publish_evaluation(ev, Path(tracking["run_dir"]) / "evaluation", "textcls evaluation (test split)", eval_cfg, tracking)
     out["predictions_path"] = str(save_predictions(Path(tracking["run_dir"]) / "gate", split_paths["test"], ev.predicted,
                                                    ev.champion_predicted, champ_version))
-    val_metrics = validation_metrics(clf, val, baseline, eval_cfg)  # the gate's not-worse-than-baseline check (#10)
+    # the gate's not-worse-than-baseline check (#10): out-of-sample validation scores. A refitted tfidf_lr has seen
+    # validation, so the candidates stage's scores (train-only fit; the ensemble cross-fitted) are used when there
+    val_metrics = (candidate_val_metrics(candidates["table"], eval_cfg.baseline) if candidates and candidates.get("table")
+                   else validation_metrics(clf, val, baseline, eval_cfg))
     log_metrics_now(tracking, {k: v for k, v in val_metrics.items() if k.startswith("baseline_")})  # val_* has the epoch history
     out["metrics"] = out["metrics"] | val_metrics
     m = out["metrics"]

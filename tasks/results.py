@@ -95,6 +95,7 @@ class Candidates(TypedDict):
     notes: list[str]
     path: str  # reports/candidates.json
     oof_path: str | None  # out-of-fold probabilities for the label-error search
+    val_reference: str  # the chosen candidate's out-of-sample validation probabilities (and OOV shares), .npz
 
 
 class Evaluation(TypedDict, total=False):

@@ -146,6 +146,59 @@ def test_side_process_gives_exactly_what_the_sequential_fit_gives(outputs, tmp_p
     assert table["tfidf_lr"]["val_accuracy"] == pytest.approx(val_acc, abs=1e-12)
 
 
+def test_refit_ships_the_train_and_val_fit_but_validation_scores_stay_out_of_sample(outputs, tmp_path):
+    """model.tfidf_refit (default on): the tfidf_lr that ships (and scores test) is fitted on train + val; everything
+    that judges on validation reads the train-only fit's scores: the candidates table, the gate's baseline check
+    (evaluate's val_ and baseline_val_ metrics) and the drift profile's reference. Re-scoring validation with the
+    refitted model would be in-sample, and this data shows how much that inflates it."""
+    import shutil
+
+    from tasks.monitor import profile_task
+    from textcls_core.training.side_work import TfidfJob, run_tfidf_job
+
+    o = outputs
+    labels = load_classifier(o.trained["model_dir"]).labels
+    frames = {k: pd.read_parquet(o.split["paths"][k]) for k in ("train", "val", "test")}
+    y_val = frames["val"]["label"].map({name: i for i, name in enumerate(labels)}).to_numpy()
+
+    def job(refit: bool, name: str) -> TfidfJob:
+        return TfidfJob(o.split["paths"], labels, o.cfg.model.model_copy(update={"tfidf_refit": refit}), o.cfg.tokenize,
+                        o.cfg.clean, o.cfg.train.select_metric, str(tmp_path / name), seed=o.cfg.run.seed)
+
+    refit, train_only = run_tfidf_job(job(True, "a")), run_tfidf_job(job(False, "b"))
+    assert (refit.clf.fitted_on, train_only.clf.fitted_on) == ("train+val", "train")
+    np.testing.assert_allclose(refit.probs["val"], train_only.probs["val"], atol=1e-12)  # the choice's scores
+    np.testing.assert_allclose(refit.val_oov, train_only.val_oov, atol=1e-12)
+    np.testing.assert_allclose(refit.probs["test"], refit.clf.predict_proba(frames["test"]["raw_text"].tolist()), atol=1e-9)
+    assert len(refit.clf.blocks["char"].vocab) > len(train_only.clf.blocks["char"].vocab)  # val's n-grams joined
+    in_sample = float((refit.clf.predict_proba(frames["val"]["raw_text"].tolist()).argmax(1) == y_val).mean())
+    out_of_sample = float((refit.probs["val"].argmax(1) == y_val).mean())
+    assert in_sample > out_of_sample  # why validation must not be re-scored with the refitted model
+
+    # the run's own stages: the fixture's tfidf_lr was refitted, and evaluate took the table's validation scores
+    table = {r["candidate"]: r for r in o.cands["table"]}
+    assert load_classifier(table["tfidf_lr"]["model_dir"]).fitted_on == "train+val"
+    assert any("train + validation" in n for n in o.cands["notes"])
+    m = o.evaluation["metrics"]
+    chosen = table[o.cands["chosen"]]
+    assert (m["val_accuracy"], m["val_macro_f1"]) == (chosen["val_accuracy"], chosen["val_macro_f1"])
+    assert (m["baseline_val_accuracy"], m["baseline_val_macro_f1"]) == (table["tfidf_lr"]["val_accuracy"],
+                                                                        table["tfidf_lr"]["val_macro_f1"])
+    assert m["baseline_val_accuracy"] == pytest.approx(out_of_sample, abs=1e-12)
+
+    # the drift profile's reference: the shipped candidate's out-of-sample validation scores, not the model's own
+    ref = np.load(o.cands["val_reference"])
+    model_dir = shutil.copytree(table["tfidf_lr"]["model_dir"], tmp_path / "shipped")
+    np.savez(tmp_path / "ref.npz", probs=refit.probs["val"], oov=refit.val_oov)
+    profile = json.loads(open(profile_task.fn(str(model_dir), o.split["paths"], o.cfg.monitor, 0, o.tracking,
+                                              reference=str(tmp_path / "ref.npz")), encoding="utf-8").read())
+    assert profile["confidence"]["mean"] == pytest.approx(float(refit.probs["val"].max(axis=1).mean()), abs=1e-12)
+    assert profile["oov"]["mean"] == pytest.approx(float(refit.val_oov.mean()), abs=1e-12)
+    in_sample_oov = refit.clf.predict_proba_oov(frames["val"]["raw_text"].tolist())[1]
+    assert float(in_sample_oov.mean()) < profile["oov"]["mean"]  # the refitted vocabulary has seen validation
+    assert ref["probs"].shape == (len(frames["val"]), len(labels))
+
+
 def test_side_process_failure_is_reported_with_its_cause(outputs, tmp_path):
     from textcls_core.training.side_work import SideProcess, TfidfJob
 

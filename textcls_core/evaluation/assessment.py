@@ -81,6 +81,19 @@ def _baseline_proba(clf: Any, probs: np.ndarray, baseline: Any | None, raw: list
     return probs if baseline is clf else aligned_proba(baseline, raw, clf.labels, batch_size)
 
 
+def candidate_val_metrics(table: list[dict[str, Any]], baseline: bool) -> dict[str, float]:
+    """validation_metrics' keys from the candidates stage's table: the chosen candidate's and (baseline on, and a
+    tfidf_lr row there) tfidf_lr's validation scores. Those are out of sample: tfidf_lr's come from its train-only
+    fit, the ensemble's are cross-fitted. Re-scoring validation with the shipped model would not be when tfidf_lr
+    was refitted on train + validation (model.tfidf_refit)."""
+    chosen = next(r for r in table if r["chosen"])
+    out = {"val_accuracy": float(chosen["val_accuracy"]), "val_macro_f1": float(chosen["val_macro_f1"])}
+    tfidf = next((r for r in table if r["candidate"] == "tfidf_lr"), None)
+    if baseline and tfidf is not None:
+        out |= {"baseline_val_accuracy": float(tfidf["val_accuracy"]), "baseline_val_macro_f1": float(tfidf["val_macro_f1"])}
+    return out
+
+
 def validation_metrics(clf: Any, val: pd.DataFrame, baseline: Any | None, eval_cfg: EvaluateConfig) -> dict[str, float]:
     """The shipped model and the tfidf_lr candidate (the baseline) on the validation split: val_/baseline_val_
     accuracy and macro_f1, which the promotion gate compares (registry.baseline_check)."""

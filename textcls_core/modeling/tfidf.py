@@ -4,7 +4,8 @@ It takes RAW text like TextClassifier (the same `prepare_texts`: cleaning settin
 public interface (labels, clean_cfg, predict_proba, predict, save, load) and is saved as plain files, never a
 pickle: model.json (kind, labels, settings), features.json (the n-gram vocabularies) and arrays.npz (idf and the
 logistic-regression weights, loaded with allow_pickle=False). Its settings (feature set, C) are picked on the
-validation split by `fit_tfidf_lr`.
+validation split by `fit_tfidf_lr`; `refit_tfidf_lr` then fits the same settings again on train + validation for the
+model that ships (model.tfidf_refit), so the validation rows add to its vocabulary and weights.
 """
 
 from __future__ import annotations
@@ -207,6 +208,7 @@ class TfidfClassifier:
     intercept: np.ndarray  # [K]
     classes: np.ndarray  # label ids the regression saw in training (a class absent there gets probability 0)
     search: list[dict[str, Any]] = field(default_factory=list)  # validation scores of the settings tried
+    fitted_on: str = "train"  # the splits its vocabulary and weights come from: "train", or "train+val" after a refit
 
     kind = KIND
 
@@ -247,10 +249,17 @@ class TfidfClassifier:
         the texts are cleaned and segmented once for both."""
         prepared = self.prepare(texts)
         words = segment_texts(prepared) if "word" in self.blocks else None
-        probs = self.proba_from_features(self.features(prepared, words))
-        units = words if words is not None else [list(t) for t in prepared]
-        vocab = self.blocks["word" if words is not None else "char"].vocab
-        return probs, np.array([sum(u not in vocab for u in us) / len(us) if us else 0.0 for us in units])
+        return self.proba_from_features(self.features(prepared, words)), self.oov_shares(prepared, words)
+
+    def oov_shares(self, prepared: list[str], words: list[list[str]] | None = None) -> np.ndarray:
+        """Per prepared text, the share of its unigrams unseen in training: jieba words when the model has a word
+        block (`words`: their segmentation, computed here when None), else characters."""
+        if "word" in self.blocks:
+            units: Sequence[Sequence[str]] = segment_texts(prepared) if words is None else words
+            vocab = self.blocks["word"].vocab
+        else:
+            units, vocab = prepared, self.blocks["char"].vocab
+        return np.array([sum(u not in vocab for u in us) / len(us) if len(us) else 0.0 for us in units])
 
     def predict(self, texts: Sequence[object], batch_size: int = 256) -> pd.DataFrame:
         """One row per text: label, score (its probability) and prob_<label> for every class."""
@@ -260,7 +269,7 @@ class TfidfClassifier:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         meta = {"kind": KIND, "labels": self.labels, "settings": self.settings.__dict__, "clean": self.clean_cfg.model_dump(),
-                "classes": self.classes.tolist(), "search": self.search}
+                "classes": self.classes.tolist(), "search": self.search, "fitted_on": self.fitted_on}
         (d / "model.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
         vocabs = {name: sorted(b.vocab, key=b.vocab.__getitem__) for name, b in self.blocks.items()}
         (d / "features.json").write_text(json.dumps(vocabs, ensure_ascii=False), encoding="utf-8")
@@ -279,7 +288,7 @@ class TfidfClassifier:
         for name, block in blocks.items():
             block.gram_index(name)  # built at load, so a served model does no per-request setup
         return cls(list(meta["labels"]), CleanConfig(**meta["clean"]), TfidfSettings(**meta["settings"]), blocks, coef,
-                   intercept, np.asarray(meta["classes"], dtype=int), meta.get("search", []))
+                   intercept, np.asarray(meta["classes"], dtype=int), meta.get("search", []), meta.get("fitted_on", "train"))
 
 
 def _keyed_grams(kind: str, units: np.ndarray, lens: np.ndarray, n: int, n_max: int, base: int
@@ -449,3 +458,23 @@ def fit_tfidf_lr(train_texts: Sequence[object], y_train: Sequence[int], val_text
     if keep is not None:
         keep["train"], keep["val"] = stacked[chosen[1].settings.features]
     return chosen[1]
+
+
+def refit_tfidf_lr(clf: TfidfClassifier, texts: Sequence[object], y: Sequence[int], words: list[list[str]] | None = None,
+                   prepared: bool = False, fitted_on: str = "train+val") -> TfidfClassifier:
+    """`clf`'s settings (feature set, C, n-gram lengths, min_df), picked on validation, fitted again on `texts`:
+    typically train + validation, so the model that ships learns from every labelled row the test split does not
+    hold. New vocabularies, idf and regression; `search` (the validation scores that chose the settings) is kept.
+    Texts are RAW unless prepared=True; `words`: their jieba words when the caller has them."""
+    s = clf.settings
+    y = np.asarray(y)
+    prep = list(texts) if prepared else clf.prepare(texts)
+    parts = s.blocks()
+    if "word" in parts and words is None:
+        words = segment_texts(prep)
+    n_max = {"char": s.char_ngrams, "word": s.word_ngrams}
+    fitted = {b: fit_block(b, prep, words, n_max[b], s.min_df) for b in parts}
+    x = sp.hstack([fitted[b][1] for b in parts], format="csr")
+    lr = LogisticRegression(C=float(s.c), max_iter=2000).fit(x, y)
+    return TfidfClassifier(clf.labels, clf.clean_cfg, s, {b: fitted[b][0] for b in parts}, lr.coef_.copy(),
+                           lr.intercept_.copy(), np.unique(y), list(clf.search), fitted_on)

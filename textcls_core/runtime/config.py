@@ -113,6 +113,7 @@ class ModelConfig(_Section):
     tfidf_char_ngrams: int = Field(3, ge=1, le=5, description="tfidf_lr: character n-grams of length 1..N.")
     tfidf_word_ngrams: int = Field(2, ge=1, le=3, description="tfidf_lr: jieba word n-grams of length 1..N.")
     tfidf_min_df: int = Field(2, ge=1, description="tfidf_lr: n-grams found in fewer training texts are dropped.")
+    tfidf_refit: bool = Field(True, description="tfidf_lr: once validation has picked its feature set and C, fit them again on train + validation for the model that ships and is tested; its validation scores (the choice, the gate's baseline check, the drift profile) stay those of the train-only fit. Chosen on validation: benchmarks/RESULTS.md, 'tfidf_lr refitted on train + validation'.")
     pretrained: str = Field("", description="transformer: local folder from save_pretrained, or a hub name such as bert-base-chinese.")
     binary_head: Literal["two_logits", "single_logit"] = Field(
         "two_logits", description="Binary tasks: two logits + cross-entropy, or one logit + BCE-with-logits.")

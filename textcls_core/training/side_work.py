@@ -1,7 +1,8 @@
 """Work that does not need the trained network, run beside training in a child process.
 
-The tfidf_lr candidate (fitted on train, its settings picked on validation, probabilities on validation and test)
-and the out-of-fold probabilities of the label-error search over train + validation, from the same features.
+The tfidf_lr candidate (fitted on train, its settings picked on validation, probabilities and OOV shares on
+validation from that train-only fit; then, with model.tfidf_refit, the same settings fitted again on train +
+validation for the model that ships, whose probabilities on test are reported) and the out-of-fold probabilities of the label-error search over train + validation, from the same features.
 Neither reads the network, so the flow starts them when the data is encoded and collects them after training:
 the critical path becomes max(training, this) instead of their sum.
 
@@ -28,7 +29,7 @@ import pandas as pd
 from textcls_core.dataset.cache import StageCache, segment_with_cache
 from textcls_core.dataset.clean import prepare_texts
 from textcls_core.evaluation.out_of_fold import out_of_fold_from_features
-from textcls_core.modeling.tfidf import TfidfClassifier, TfidfSettings, fit_tfidf_lr
+from textcls_core.modeling.tfidf import TfidfClassifier, TfidfSettings, fit_tfidf_lr, refit_tfidf_lr
 from textcls_core.runtime.config import CleanConfig, ModelConfig, TokenizeConfig
 from textcls_core.runtime.procs import safe_mp_context
 
@@ -55,12 +56,13 @@ class TfidfJob:
 
 @dataclass
 class TfidfOutcome:
-    clf: TfidfClassifier
-    probs: dict[str, np.ndarray]  # split -> [N, C] in job.labels order
+    clf: TfidfClassifier  # the model that ships: refitted on train + val when it was (clf.fitted_on says which)
+    probs: dict[str, np.ndarray]  # split -> [N, C] in job.labels order; "val" always from the train-only fit
     oof: np.ndarray | None  # [train + val rows, C], train rows first; None when label_error_folds is 0
     segment_cache: str = "off"  # hit, miss or off
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    val_oov: np.ndarray | None = None  # per validation text, its unigrams' share unseen by the train-only fit
 
 
 def raw_texts(frame: pd.DataFrame) -> list[str]:
@@ -70,7 +72,12 @@ def raw_texts(frame: pd.DataFrame) -> list[str]:
 
 def run_tfidf_job(job: TfidfJob, frames: dict[str, pd.DataFrame] | None = None) -> TfidfOutcome:
     """Fit tfidf_lr on train (settings picked on val), score `job.scored`, and (label_error_folds > 0) score every
-    train and val row out of fold with the chosen features and C."""
+    train and val row out of fold with the chosen features and C.
+
+    With model.tfidf_refit and test among `job.scored` (a run that ships a model; a `textcls tune` trial scores
+    validation only and never ships), the chosen settings are then fitted again on train + val: that model is the
+    outcome's clf and scores test. Validation probabilities and OOV shares stay the train-only fit's, the only
+    out-of-sample ones: the choice between candidates, the gate's baseline check and the drift profile read them."""
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     splits = ("train", "val", *[s for s in job.scored if s != "val"])
@@ -101,10 +108,16 @@ def run_tfidf_job(job: TfidfJob, frames: dict[str, pd.DataFrame] | None = None) 
                        m.tfidf_features, m.tfidf_c, job.select_metric,
                        words=(words["train"], words["val"]) if words else None, prepared=True, keep=keep)
     timings["fit"] = time.perf_counter() - t0 - sum(timings.values())
-    probs = {}
+    probs = {"val": clf.proba_from_features(keep["val"])} if "val" in job.scored else {}
+    val_oov = clf.oov_shares(prepared["val"], words["val"] if words else None)
+    if m.tfidf_refit and "test" in job.scored:
+        t1 = time.perf_counter()
+        clf = refit_tfidf_lr(clf, prepared["train"] + prepared["val"], np.concatenate([y["train"], y["val"]]),
+                             words["train"] + words["val"] if words else None, prepared=True)
+        timings["refit"] = time.perf_counter() - t1
     for name in job.scored:
-        probs[name] = (clf.proba_from_features(keep["val"]) if name == "val"
-                       else clf.proba_from_features(clf.features(prepared[name], words[name] if words else None)))
+        if name != "val":
+            probs[name] = clf.proba_from_features(clf.features(prepared[name], words[name] if words else None))
     oof = None
     if job.label_error_folds:
         import scipy.sparse as sp
@@ -113,7 +126,7 @@ def run_tfidf_job(job: TfidfJob, frames: dict[str, pd.DataFrame] | None = None) 
         oof = out_of_fold_from_features(pool, np.concatenate([y["train"], y["val"]]), len(job.labels),
                                         job.label_error_folds, job.seed, clf.settings.c)
     timings["score"] = time.perf_counter() - t0 - sum(timings.values())
-    return TfidfOutcome(clf, probs, oof, state, time.perf_counter() - t0, timings)
+    return TfidfOutcome(clf, probs, oof, state, time.perf_counter() - t0, timings, val_oov)
 
 
 def save_outcome(outcome: TfidfOutcome, out_dir: str | Path) -> Path:
@@ -123,6 +136,8 @@ def save_outcome(outcome: TfidfOutcome, out_dir: str | Path) -> Path:
     arrays = {f"proba_{name}": p for name, p in outcome.probs.items()}
     if outcome.oof is not None:
         arrays["oof"] = outcome.oof
+    if outcome.val_oov is not None:
+        arrays["val_oov"] = outcome.val_oov
     np.savez(d / PROBS, **arrays)
     (d / RESULT).write_text(json.dumps({"segment_cache": outcome.segment_cache, "seconds": outcome.seconds,
                                         "timings": outcome.timings}), encoding="utf-8")
@@ -135,7 +150,9 @@ def load_outcome(out_dir: str | Path) -> TfidfOutcome:
     with np.load(d / PROBS, allow_pickle=False) as arrays:
         probs = {k.removeprefix("proba_"): arrays[k] for k in arrays.files if k.startswith("proba_")}
         oof = arrays["oof"] if "oof" in arrays.files else None
-    return TfidfOutcome(TfidfClassifier.load(d / MODEL), probs, oof, meta["segment_cache"], meta["seconds"], meta["timings"])
+        val_oov = arrays["val_oov"] if "val_oov" in arrays.files else None
+    return TfidfOutcome(TfidfClassifier.load(d / MODEL), probs, oof, meta["segment_cache"], meta["seconds"], meta["timings"],
+                        val_oov)
 
 
 def _child_main(job: TfidfJob) -> None:

@@ -14,7 +14,15 @@ from tests.conftest import NEG, POS
 from textcls_core.dataset.clean import prepare_texts
 from textcls_core.modeling.classifiers import load_classifier, model_kind, proba_and_oov
 from textcls_core.modeling.ensemble import EnsembleClassifier, crossfit_proba, fit_weight
-from textcls_core.modeling.tfidf import TfidfClassifier, TfidfSettings, _Block, char_ngrams, fit_tfidf_lr, word_ngrams
+from textcls_core.modeling.tfidf import (
+    TfidfClassifier,
+    TfidfSettings,
+    _Block,
+    char_ngrams,
+    fit_tfidf_lr,
+    refit_tfidf_lr,
+    word_ngrams,
+)
 from textcls_core.runtime.config import CleanConfig, ModelConfig, build_config
 from textcls_core.runtime.errors import ConfigError
 from textcls_core.training.candidates import choose_candidate, paired_se, plan_candidates
@@ -117,6 +125,57 @@ def test_tfidf_picks_settings_on_validation_and_round_trips(tfidf, tmp_path):
     np.testing.assert_allclose(loaded.predict_proba(va), probs, atol=1e-12)
     frame = loaded.predict(va[:3])
     assert list(frame.columns) == ["label", "score", "prob_negative", "prob_positive"]
+
+
+@pytest.mark.parametrize("features", ["char", "char+word"])
+def test_refit_on_train_and_val_is_the_chosen_settings_fitted_on_both(features, tmp_path):
+    """model.tfidf_refit: the shipped tfidf_lr is the validation-picked setting fitted again on train + val. Checked
+    against sklearn fitted independently on the union (TfidfVectorizer per block, l2 rows, hstack, LogisticRegression
+    at the picked C): equal probabilities on unseen texts. A refit that kept the train-only vocabulary or weights
+    differs: a word only validation holds gets a column, and the weights move."""
+    from scipy.sparse import hstack
+
+    from textcls_core.text.tokenize import segment_texts
+
+    tr, ytr, va, yva = _data()
+    only_val = "榴莲酥"  # in no training text
+    va = [t + only_val for t in va]
+    first = fit_tfidf_lr(tr, ytr, va, yva, LABELS, CleanConfig(), TfidfSettings(min_df=1), [features], [2.0])
+    refit = refit_tfidf_lr(first, tr + va, np.concatenate([ytr, yva]))
+    assert (refit.settings.features, refit.settings.c, refit.fitted_on, first.fitted_on) == (features, 2.0, "train+val", "train")
+    assert refit.search == first.search  # the validation scores that chose the setting travel with it
+    assert "榴莲酥" not in first.blocks["char"].vocab and "榴莲酥" in refit.blocks["char"].vocab
+
+    union = first.prepare(tr + va)
+    vecs = [TfidfVectorizer(analyzer=lambda t: char_ngrams(t, 3), sublinear_tf=True, min_df=1).fit(union)]
+    docs = [union]
+    if "word" in features:
+        words = segment_texts(union)
+        vecs.append(TfidfVectorizer(analyzer=lambda w: word_ngrams(w, 2), sublinear_tf=True, min_df=1).fit(words))
+        docs.append(words)
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=2.0, max_iter=2000).fit(hstack([v.transform(d) for v, d in zip(vecs, docs)]).tocsr(),
+                                                      np.concatenate([ytr, yva]))
+    new = ["质量很好，物流也快", "太差了，不推荐", "榴莲酥很好吃"]
+    p_new = first.prepare(new)
+    x_new = hstack([vecs[0].transform(p_new)] + ([vecs[1].transform(segment_texts(p_new))] if "word" in features else [])).tocsr()
+    np.testing.assert_allclose(refit.predict_proba(new), lr.predict_proba(x_new), atol=1e-6)
+    assert not np.allclose(refit.predict_proba(new), first.predict_proba(new), atol=1e-3)
+    refit.save(tmp_path / "m")
+    assert load_classifier(tmp_path / "m").fitted_on == "train+val"
+
+
+def test_oov_shares_count_unseen_unigrams(tfidf):
+    """The drift profile's OOV signal: the share of a text's words (or characters) the model never saw."""
+    seen = next(iter(tfidf.blocks["word"].vocab)) if "word" in tfidf.blocks else next(iter(tfidf.blocks["char"].vocab))
+    unit = "word" if "word" in tfidf.blocks else "char"
+    if unit == "word":
+        shares = tfidf.oov_shares(["x", "y"], [[seen, "从未见过的词"], [seen, seen]])
+        np.testing.assert_allclose(shares, [0.5, 0.0])
+    else:
+        np.testing.assert_allclose(tfidf.oov_shares([seen[0] + "龘", seen[0] * 2]), [0.5, 0.0])
+    np.testing.assert_allclose(tfidf.oov_shares([""], [[]] if unit == "word" else None), [0.0])
 
 
 def test_tfidf_cleans_raw_text_like_the_networks(tfidf):
