@@ -77,7 +77,7 @@ def evaluate_task(model_dir: str, split_paths: dict[str, str], eval_cfg: Evaluat
     out["predictions_path"] = str(save_predictions(Path(tracking["run_dir"]) / "gate", split_paths["test"], ev.predicted,
                                                    ev.champion_predicted, champ_version))
     # the gate's not-worse-than-baseline check (#10): out-of-sample validation scores. A refitted tfidf_lr has seen
-    # validation, so the candidates stage's scores (train-only fit; the ensemble cross-fitted) are used when there
+    # validation, so the candidates stage's scores (train-only fit; the ensemble cross-fitted) are used when they exist
     val_metrics = (candidate_val_metrics(candidates["table"], eval_cfg.baseline) if candidates and candidates.get("table")
                    else validation_metrics(clf, val, baseline, eval_cfg))
     log_metrics_now(tracking, {k: v for k, v in val_metrics.items() if k.startswith("baseline_")})  # val_* has the epoch history

@@ -2,7 +2,8 @@
 
 The tfidf_lr candidate (fitted on train, its settings picked on validation, probabilities and OOV shares on
 validation from that train-only fit; then, with model.tfidf_refit, the same settings fitted again on train +
-validation for the model that ships, whose probabilities on test are reported) and the out-of-fold probabilities of the label-error search over train + validation, from the same features.
+validation for the model that ships, whose probabilities on test are reported) and the out-of-fold probabilities
+of the label-error search over train + validation, from the train-only fit's features.
 Neither reads the network, so the flow starts them when the data is encoded and collects them after training:
 the critical path becomes max(training, this) instead of their sum.
 
