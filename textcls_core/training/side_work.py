@@ -111,14 +111,6 @@ def run_tfidf_job(job: TfidfJob, frames: dict[str, pd.DataFrame] | None = None) 
     timings["fit"] = time.perf_counter() - t0 - sum(timings.values())
     probs = {"val": clf.proba_from_features(keep["val"])} if "val" in job.scored else {}
     val_oov = clf.oov_shares(prepared["val"], words["val"] if words else None)
-    if m.tfidf_refit and "test" in job.scored:
-        t1 = time.perf_counter()
-        clf = refit_tfidf_lr(clf, prepared["train"] + prepared["val"], np.concatenate([y["train"], y["val"]]),
-                             words["train"] + words["val"] if words else None, prepared=True)
-        timings["refit"] = time.perf_counter() - t1
-    for name in job.scored:
-        if name != "val":
-            probs[name] = clf.proba_from_features(clf.features(prepared[name], words[name] if words else None))
     oof = None
     if job.label_error_folds:
         import scipy.sparse as sp
@@ -126,6 +118,16 @@ def run_tfidf_job(job: TfidfJob, frames: dict[str, pd.DataFrame] | None = None) 
         pool = sp.vstack([keep["train"], keep["val"]], format="csr")
         oof = out_of_fold_from_features(pool, np.concatenate([y["train"], y["val"]]), len(job.labels),
                                         job.label_error_folds, job.seed, clf.settings.c)
+        del pool
+        timings["label_error_oof"] = time.perf_counter() - t0 - sum(timings.values())
+    keep.clear()  # the train-only matrices are done with: the refit below builds its own (peak memory on big files)
+    if m.tfidf_refit and "test" in job.scored:
+        clf = refit_tfidf_lr(clf, prepared["train"] + prepared["val"], np.concatenate([y["train"], y["val"]]),
+                             words["train"] + words["val"] if words else None, prepared=True)
+        timings["refit"] = time.perf_counter() - t0 - sum(timings.values())
+    for name in job.scored:
+        if name != "val":
+            probs[name] = clf.proba_from_features(clf.features(prepared[name], words[name] if words else None))
     timings["score"] = time.perf_counter() - t0 - sum(timings.values())
     return TfidfOutcome(clf, probs, oof, state, time.perf_counter() - t0, timings, val_oov)
 
