@@ -16,6 +16,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.data import record_cache_state
+from tasks.monitor import model_oov
 from tasks.results import Candidates, RunContext, SideWork, Split
 from tasks.runguard import mark_stage, parquet_rows
 from tasks.tracking import client_for, get_run_logger, log_artifacts, log_metrics_now
@@ -130,9 +131,11 @@ def candidates_task(split_paths: dict[str, str], network_dir: str | None, model_
     dirs: dict[str, str] = {}
     probs: dict[str, dict[str, np.ndarray]] = {}
     facts: dict[str, Any] = {}
+    val_oov: dict[str, np.ndarray | None] = {}  # per candidate, its validation texts' OOV shares (None: not measurable)
     if network is not None and network_dir:
         dirs["model"] = network_dir
-        probs["model"] = {name: network.predict_proba(_raw(frames[name])) for name in ("val", "test")}
+        val_probs_model, val_oov["model"] = model_oov(network, _raw(frames["val"]))  # OOV: the drift profile's reference
+        probs["model"] = {"val": val_probs_model, "test": network.predict_proba(_raw(frames["test"]))}
     tfidf, oof_path = None, None
     if plan.train_tfidf:
         outcome = collect_side_work(side, timeout_s)
@@ -142,7 +145,7 @@ def candidates_task(split_paths: dict[str, str], network_dir: str | None, model_
         else:
             log_metrics_now(tracking, record_cache_state(tracking, "segment_tfidf", outcome.segment_cache)
                             | {"side_work_seconds": outcome.seconds})
-        tfidf, probs["tfidf_lr"] = outcome.clf, outcome.probs
+        tfidf, probs["tfidf_lr"], val_oov["tfidf_lr"] = outcome.clf, outcome.probs, outcome.val_oov
         if list(tfidf.labels) != labels:  # both are the sorted train labels; a mismatch would misalign every column
             raise RuntimeError(f"tfidf_lr was fitted with labels {tfidf.labels}, the network with {labels}")
         dirs["tfidf_lr"] = str(tfidf.save(run_dir / "candidates" / "tfidf_lr"))
@@ -161,6 +164,7 @@ def candidates_task(split_paths: dict[str, str], network_dir: str | None, model_
         probs["ensemble"] = {"test": w * probs["model"]["test"] + (1 - w) * probs["tfidf_lr"]["test"]}
         ensemble = EnsembleClassifier(["model", "tfidf_lr"], [network, tfidf], [w, 1.0 - w])
         dirs["ensemble"] = str(ensemble.save(run_dir / "candidates" / "ensemble"))
+        val_oov["ensemble"] = val_oov.get("model")  # an ensemble's OOV is its first member's (proba_and_oov)
         facts["ensemble"] = {"weight_model": w, "crossfit_weights": half_weights}
         log.info("candidates: ensemble weight %.2f on %s, %.2f on tfidf_lr (validation log loss)", w, model_cfg.name, 1 - w)
     names = {c: display_name(c, model_cfg) for c in probs}
@@ -176,10 +180,9 @@ def candidates_task(split_paths: dict[str, str], network_dir: str | None, model_
         notes.append("tfidf_lr: validation picked its features and C with a fit on train (its validation scores); the "
                      "tfidf_lr that ships, alone or in the ensemble, was then fitted again on train + validation "
                      "(model.tfidf_refit), and its test scores are that model's")
-    reference = run_dir / "candidates" / "val_reference.npz"  # out-of-sample: the gate's and the drift profile's
+    reference = run_dir / "candidates" / "val_reference.npz"  # the drift profile's: out of sample, no re-scoring
     reference.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(reference, probs=val_probs[chosen],
-             **({"oov": outcome.val_oov} if chosen == "tfidf_lr" and tfidf is not None and outcome.val_oov is not None else {}))
+    np.savez(reference, probs=val_probs[chosen], **({"oov": val_oov[chosen]} if val_oov.get(chosen) is not None else {}))
     table = [{"candidate": c, "name": names[c], "chosen": c == chosen, "compared": c in compared, "model_dir": dirs[c],
               **{f"val_{k}": rows[c]["val"][k] for k in ("accuracy", "macro_f1", "log_loss", "roc_auc")},
               **{f"test_{k}": rows[c]["test"][k] for k in ("accuracy", "macro_f1", "log_loss", "roc_auc")}} for c in probs]

@@ -55,20 +55,20 @@ def profile_task(model_dir: str, split_paths: dict[str, str], monitor_cfg: Monit
     """drift_profile.json in the model folder (so every registered version carries it), also logged to the run.
 
     reference: the candidates stage's val_reference.npz: the shipped candidate's out-of-sample validation
-    probabilities (and tfidf_lr's OOV shares from its train-only fit). They replace the shipped model's own scores
-    of validation, which are in-sample when tfidf_lr was refitted on train + validation and would make production
-    text look drifted (higher OOV, lower confidence) from day one."""
+    probabilities and OOV shares (tfidf_lr's from its train-only fit; no "oov" when the model has no vocabulary).
+    They replace the shipped model's own scores of validation, which are in-sample when tfidf_lr was refitted on
+    train + validation and would make production text look drifted (higher OOV, lower confidence) from day one.
+    Without it (a caller that has no candidates stage), the model scores validation here."""
     mark_stage("profile")  # watchdog: this stage's time bound starts now
     clf = load_classifier(model_dir, shared=True)  # any shipped kind: network, tfidf_lr or ensemble
     train, val = (pd.read_parquet(split_paths[k]) for k in ("train", "val"))
     # what production sends is the raw text (splits keep it as raw_text since the encoder cleans it itself)
     raw = {k: (f["raw_text"] if "raw_text" in f.columns else f["text"]).tolist() for k, f in (("train", train), ("val", val))}
-    saved = dict(np.load(reference, allow_pickle=False)) if reference else {}
-    if "probs" in saved and "oov" in saved:
-        probs, oov = saved["probs"], saved["oov"]
+    if reference:
+        with np.load(reference, allow_pickle=False) as saved:
+            probs, oov = saved["probs"], (saved["oov"] if "oov" in saved.files else None)
     else:
-        probs, oov = model_oov(clf, raw["val"])  # a network's or an ensemble's OOV: its vocabulary saw train only
-        probs = saved.get("probs", probs)
+        probs, oov = model_oov(clf, raw["val"])
     profile = build_profile(raw["train"], train["label"].tolist(), list(clf.labels), probs, oov, monitor_cfg.sample_size, seed)
     path = save_profile(profile, model_dir)
     log_artifacts(tracking, [path], "drift")

@@ -197,6 +197,12 @@ def test_refit_ships_the_train_and_val_fit_but_validation_scores_stay_out_of_sam
     in_sample_oov = refit.clf.predict_proba_oov(frames["val"]["raw_text"].tolist())[1]
     assert float(in_sample_oov.mean()) < profile["oov"]["mean"]  # the refitted vocabulary has seen validation
     assert ref["probs"].shape == (len(frames["val"]), len(labels))
+    # the run's own reference carries the shipped candidate's OOV shares, so the profile stage scores nothing again
+    from tasks.monitor import model_oov
+
+    network_oov = model_oov(load_classifier(o.trained["model_dir"]), frames["val"]["raw_text"].tolist())[1]
+    expected_oov = refit.val_oov if o.cands["chosen"] == "tfidf_lr" else network_oov  # an ensemble: its network's
+    np.testing.assert_allclose(ref["oov"], expected_oov, atol=1e-12)
 
 
 def test_side_process_failure_is_reported_with_its_cause(outputs, tmp_path):
